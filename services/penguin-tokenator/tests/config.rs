@@ -1,0 +1,100 @@
+//! Start-up validation: bad settings exit 64 naming the variable; bad keys
+//! name the path and never print key material.
+
+mod common;
+
+use penguin_test_support::{fixture, process::ServiceProcess, GitHub};
+use std::{collections::HashMap, path::Path, time::Duration};
+
+async fn exit_of(env: &HashMap<String, String>, args: &[&str]) -> (Option<i32>, String) {
+    let mut process = ServiceProcess::spawn(Path::new(common::BIN), args, env).unwrap();
+    let code = process.wait_exit(Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    (code, process.logs())
+}
+
+#[tokio::test]
+async fn missing_and_contradictory_settings_exit_64_naming_the_variable() {
+    let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let base = common::app_env(&github, dir.path());
+
+    let cases: Vec<(&str, Box<dyn Fn(&mut HashMap<String, String>)>)> = vec![
+        ("GITHUB_APP_ID", Box::new(|e| { e.remove("GITHUB_APP_ID"); e.remove("GITHUB_APP_PRIVATE_KEY_PATH"); e.remove("GITHUB_APP_INSTALLATION_ID"); })),
+        ("GITHUB_APP_PRIVATE_KEY_PATH", Box::new(|e| { e.remove("GITHUB_APP_PRIVATE_KEY_PATH"); })),
+        ("GITHUB_TOKEN", Box::new(|e| { e.insert("GITHUB_TOKEN".into(), "ghp_x".into()); })),
+        ("GITHUB_APP_ID", Box::new(|e| { e.insert("GITHUB_APP_ID".into(), "not-a-number".into()); })),
+        ("GITHUB_API_URL", Box::new(|e| { e.insert("GITHUB_API_URL".into(), "ftp://nope".into()); })),
+        ("GITHUB_REPOSITORY", Box::new(|e| { e.insert("GITHUB_REPOSITORY".into(), "just-a-name".into()); })),
+        ("PENGUIN_TOKENATOR_REFRESH_FRACTION", Box::new(|e| { e.insert("PENGUIN_TOKENATOR_REFRESH_FRACTION".into(), "2".into()); })),
+        ("PENGUIN_TOKENATOR_JWT_ISSUER", Box::new(|e| { e.insert("PENGUIN_TOKENATOR_JWKS_FILE".into(), "/j.json".into()); })),
+    ];
+    for (var, change) in cases {
+        let mut env = base.clone();
+        change(&mut env);
+        let (code, logs) = exit_of(&env, &[]).await;
+        assert_eq!(code, Some(64), "{var}: {logs}");
+        assert!(logs.contains(var), "{var} not named in: {logs}");
+    }
+}
+
+#[tokio::test]
+async fn bad_key_files_are_named_and_never_quoted() {
+    let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = common::app_env(&github, dir.path());
+
+    env.insert("GITHUB_APP_PRIVATE_KEY_PATH".into(), "/nonexistent/app.pem".into());
+    let (code, logs) = exit_of(&env, &[]).await;
+    assert_eq!(code, Some(64), "{logs}");
+    assert!(logs.contains("/nonexistent/app.pem"), "{logs}");
+
+    // A public key where the private key should be.
+    let public = fixture("app-key.pub.pem");
+    env.insert("GITHUB_APP_PRIVATE_KEY_PATH".into(), public.display().to_string());
+    let (code, logs) = exit_of(&env, &[]).await;
+    assert_eq!(code, Some(64), "{logs}");
+    assert!(logs.contains("is not an RSA private key"), "{logs}");
+    let body = std::fs::read_to_string(&public).unwrap();
+    for line in body.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!logs.contains(line), "key material printed");
+    }
+    assert!(!logs.contains("panicked"));
+}
+
+#[tokio::test]
+async fn help_lists_every_variable_and_hides_secret_values() {
+    let mut env = HashMap::new();
+    env.insert("GITHUB_TOKEN".to_string(), "ghp_supersecretvalue000000000000000000".to_string());
+    let (code, help) = exit_of(&env, &["--help"]).await;
+    assert_eq!(code, Some(0));
+    for var in [
+        "GITHUB_APP_ID", "GITHUB_APP_CLIENT_ID", "GITHUB_APP_INSTALLATION_ID", "GITHUB_APP_PRIVATE_KEY_PATH",
+        "GITHUB_TOKEN", "GITHUB_TOKEN_FILE", "GITHUB_REPOSITORY", "GITHUB_API_URL", "GITHUB_SERVER_URL",
+        "PENGUIN_GIT_CREDENTIALS_PATH", "PENGUIN_TOKENATOR_SOCKET", "PENGUIN_TOKENATOR_GRPC_ADDR",
+        "PENGUIN_TOKENATOR_HTTP_ADDR", "PENGUIN_TOKENATOR_JWKS_FILE", "PENGUIN_TOKENATOR_JWKS_URL",
+        "PENGUIN_TOKENATOR_JWT_ISSUER", "PENGUIN_TOKENATOR_JWT_AUDIENCE", "PENGUIN_TOKENATOR_POLICY_FILE",
+        "PENGUIN_TOKENATOR_TLS_CERT", "PENGUIN_TOKENATOR_TLS_KEY", "PENGUIN_TOKENATOR_GRPC_PLAINTEXT",
+        "PENGUIN_TOKENATOR_TOKEN_FILE", "PENGUIN_TOKENATOR_LOG_FORMAT", "PENGUIN_TOKENATOR_REFRESH_FRACTION",
+        "PENGUIN_TOKENATOR_SAFETY_MARGIN_SECS", "PENGUIN_TOKENATOR_SAFETY_MARGIN_FRACTION",
+    ] {
+        assert!(help.contains(var), "--help does not list {var}");
+    }
+    assert!(!help.contains("supersecretvalue"));
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_removes_the_socket() {
+    let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
+    let mut pod = common::Pod::start(github, |env, _| {
+        env.insert("PENGUIN_TOKENATOR_LOG_FORMAT".into(), "json".into());
+    })
+    .await;
+    pod.wait_ready().await;
+    assert!(pod.socket.exists());
+    assert_eq!(pod.process.terminate(Duration::from_secs(10)).await, Some(0));
+    assert!(!pod.socket.exists());
+    let logs = pod.process.logs();
+    assert!(logs.lines().any(|l| l.starts_with('{') && l.contains("\"message\":\"shutting down")), "{logs}");
+    pod.assert_no_token_in_logs();
+}

@@ -1,0 +1,278 @@
+//! Calls made as the App (JWT-authenticated): minting installation tokens,
+//! finding a repository's installation, describing the App.
+
+use crate::{
+    error::Hints,
+    http::{Auth, GitHubHttp},
+    key::AppKey,
+    retry::RetryPolicy,
+    GitHubError, InstallationToken, Token, TokenScope,
+};
+use chrono::{DateTime, Utc};
+use http::Method;
+use jsonwebtoken::{Algorithm, Header};
+use serde::{Deserialize, Serialize};
+use std::{collections::BTreeMap, sync::Arc, time::{Duration, SystemTime, UNIX_EPOCH}};
+
+/// GitHub tolerates `iat` this far in the past, which absorbs small skew.
+const IAT_BACKDATE: Duration = Duration::from_secs(60);
+/// Libraries use nine minutes; GitHub's ceiling is ten.
+const JWT_LIFETIME: Duration = Duration::from_secs(9 * 60);
+
+/// The App's identity and its bot user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppInfo {
+    /// The App id.
+    pub app_id: u64,
+    /// URL-friendly name.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// `<slug>[bot]`.
+    pub bot_login: String,
+    /// The bot user's id.
+    pub bot_user_id: u64,
+}
+
+impl AppInfo {
+    /// The commit e-mail GitHub attributes to the bot.
+    pub fn bot_email(&self) -> String {
+        format!("{}+{}@users.noreply.github.com", self.bot_user_id, self.bot_login)
+    }
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    iat: u64,
+    exp: u64,
+    iss: &'a str,
+}
+
+#[derive(Serialize)]
+struct AccessTokenRequest<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    repositories: Vec<&'a str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    permissions: BTreeMap<&'a str, &'a str>,
+}
+
+#[derive(Deserialize)]
+struct AccessTokenAnswer {
+    token: String,
+    expires_at: DateTime<Utc>,
+    #[serde(default)]
+    permissions: BTreeMap<String, String>,
+    #[serde(default)]
+    repository_selection: Option<String>,
+    #[serde(default)]
+    repositories: Option<Vec<RepositoryName>>,
+}
+
+#[derive(Deserialize)]
+struct RepositoryName {
+    name: String,
+}
+
+/// The GitHub App: signs JWTs with its key and makes App-level calls.
+#[derive(Debug)]
+pub struct AppClient {
+    http: Arc<GitHubHttp>,
+    key: AppKey,
+    issuer: String,
+    retry: RetryPolicy,
+}
+
+impl AppClient {
+    /// `issuer` is the App id or its client id (the JWT `iss`).
+    pub fn new(http: Arc<GitHubHttp>, key: AppKey, issuer: String, retry: RetryPolicy) -> Self {
+        AppClient {
+            http,
+            key,
+            issuer,
+            retry,
+        }
+    }
+
+    /// The HTTP client, for token-authenticated calls (probe, revoke).
+    pub fn http(&self) -> &Arc<GitHubHttp> {
+        &self.http
+    }
+
+    /// The retry policy used for App calls.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// Swaps in a new private key (after the key file changed).
+    pub fn with_key(&self, key: AppKey) -> Self {
+        AppClient {
+            http: self.http.clone(),
+            key,
+            issuer: self.issuer.clone(),
+            retry: self.retry.clone(),
+        }
+    }
+
+    /// Signs an App JWT valid on GitHub's clock: `iat` one minute back,
+    /// `exp` nine minutes ahead.
+    pub fn jwt(&self) -> Result<String, GitHubError> {
+        let now = self
+            .http
+            .clock()
+            .server_now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let claims = Claims {
+            iat: (now - IAT_BACKDATE.min(now)).as_secs(),
+            exp: (now + JWT_LIFETIME).as_secs(),
+            iss: &self.issuer,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, self.key.encoding_key())
+            .map_err(|e| GitHubError::Jwt(e.to_string()))
+    }
+
+    /// One App-authenticated call with retries. A 401 right after GitHub's
+    /// `Date` revealed a clock skew is retried once with a re-signed JWT.
+    async fn app_call(
+        &self,
+        what: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        hints: &Hints,
+    ) -> Result<crate::http::Response, GitHubError> {
+        let mut skew_retry_left = true;
+        loop {
+            let offset_before = self.http.clock().offset_ms();
+            let jwt = self.jwt()?;
+            let result = self
+                .http
+                .call(&self.retry, what, method.clone(), path, Auth::Jwt(&jwt), body, hints)
+                .await;
+            match result {
+                Err(GitHubError::Unauthorized { .. })
+                    if skew_retry_left && self.http.clock().offset_ms() != offset_before =>
+                {
+                    tracing::info!(call = what, "retrying with a JWT signed on GitHub's clock");
+                    skew_retry_left = false;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn jwt_hints(&self, not_found: &'static str, unprocessable: &'static str) -> Hints {
+        Hints {
+            unauthorized: "check GITHUB_APP_ID (or GITHUB_APP_CLIENT_ID) and that GITHUB_APP_PRIVATE_KEY_PATH holds this App's current key",
+            forbidden: "the installation may be suspended, or the App lacks access",
+            not_found,
+            unprocessable,
+        }
+    }
+
+    /// Mints an installation token for `scope`
+    /// (`POST /app/installations/{id}/access_tokens`), narrowed to the
+    /// scope's repositories and permissions when it names any.
+    pub async fn create_installation_token(
+        &self,
+        scope: &TokenScope,
+    ) -> Result<InstallationToken, GitHubError> {
+        let request = AccessTokenRequest {
+            repositories: scope.repositories.iter().map(String::as_str).collect(),
+            permissions: scope
+                .permissions
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+        };
+        let body = serde_json::to_value(&request).map_err(|e| GitHubError::decode("token request", e))?;
+        let path = format!("/app/installations/{}/access_tokens", scope.installation_id);
+        let response = self
+            .app_call(
+                "create installation token",
+                Method::POST,
+                &path,
+                Some(&body),
+                &self.jwt_hints(
+                    "check GITHUB_APP_INSTALLATION_ID: the App has no such installation (or it was uninstalled)",
+                    "the requested repositories or permissions exceed what the installation grants",
+                ),
+            )
+            .await?;
+        let answer: AccessTokenAnswer = serde_json::from_slice(&response.body)
+            .map_err(|e| GitHubError::decode("create installation token", e))?;
+        let expires_at = self.http.clock().to_local(SystemTime::from(answer.expires_at));
+        Ok(InstallationToken {
+            token: Token::new(answer.token),
+            installation_id: scope.installation_id,
+            issued_at: SystemTime::now(),
+            expires_at,
+            permissions: answer.permissions,
+            repositories: answer
+                .repositories
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| r.name)
+                .collect(),
+            repository_selection: answer.repository_selection.unwrap_or_else(|| "all".into()),
+        })
+    }
+
+    /// The installation that covers `owner/repo`
+    /// (`GET /repos/{owner}/{repo}/installation`).
+    pub async fn repository_installation(&self, owner: &str, repo: &str) -> Result<u64, GitHubError> {
+        let path = format!("/repos/{owner}/{repo}/installation");
+        let response = self
+            .app_call(
+                "find repository installation",
+                Method::GET,
+                &path,
+                None,
+                &self.jwt_hints(
+                    "the App is not installed on this repository (check GITHUB_REPOSITORY)",
+                    "",
+                ),
+            )
+            .await?;
+        let installation: octocrab::models::Installation = serde_json::from_slice(&response.body)
+            .map_err(|e| GitHubError::decode("find repository installation", e))?;
+        Ok(installation.id.0)
+    }
+
+    /// The App and its bot user (`GET /app`, `GET /users/<slug>[bot]`).
+    pub async fn app_info(&self) -> Result<AppInfo, GitHubError> {
+        let hints = self.jwt_hints("the App was not found", "");
+        let response = self.app_call("get app", Method::GET, "/app", None, &hints).await?;
+        let app: octocrab::models::apps::App = serde_json::from_slice(&response.body)
+            .map_err(|e| GitHubError::decode("get app", e))?;
+        let slug = app
+            .slug
+            .clone()
+            .ok_or_else(|| GitHubError::decode("get app", "the App has no slug"))?;
+        let bot_login = format!("{slug}[bot]");
+        let response = self
+            .http
+            .call(
+                &self.retry,
+                "get bot user",
+                Method::GET,
+                &format!("/users/{slug}%5Bbot%5D"),
+                Auth::None,
+                None,
+                &Hints {
+                    not_found: "the App's bot user does not exist",
+                    ..Hints::default()
+                },
+            )
+            .await?;
+        let bot: octocrab::models::Author = serde_json::from_slice(&response.body)
+            .map_err(|e| GitHubError::decode("get bot user", e))?;
+        Ok(AppInfo {
+            app_id: app.id.0,
+            slug,
+            name: app.name,
+            bot_login,
+            bot_user_id: bot.id.0,
+        })
+    }
+}

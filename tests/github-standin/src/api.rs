@@ -1,0 +1,981 @@
+//! The HTTP server: routing, common headers, authentication and the REST handlers.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Router;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rand::Rng as _;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tower::ServiceExt as _;
+
+use crate::auth::{self, Credential};
+use crate::objects::{self, level_rank};
+use crate::state::{RateSnapshot, RepoInfo, Shared, TokenRecord};
+use crate::{git, Fault, MintRecord};
+
+type AppState = State<Arc<Shared>>;
+
+/// Addresses of the connection a request arrived on (a request extension).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnInfo {
+    /// The client.
+    pub remote: SocketAddr,
+}
+
+/// Accepts connections until the task is aborted; aborting also ends open connections.
+pub(crate) async fn serve(listener: TcpListener, router: Router) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, remote)) => {
+                    let _ = stream.set_nodelay(true);
+                    let info = ConnInfo { remote };
+                    let router = router.clone();
+                    conns.spawn(async move {
+                        let svc = hyper::service::service_fn(
+                            move |mut req: hyper::Request<hyper::body::Incoming>| {
+                                req.extensions_mut().insert(info);
+                                router.clone().oneshot(req.map(Body::new))
+                            },
+                        );
+                        let conn = hyper::server::conn::http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .serve_connection(TokioIo::new(stream), svc);
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}
+
+/// The stand-in's routes.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", get(root))
+        .route("/app", get(get_app))
+        .route("/app/installations", get(list_installations))
+        .route("/app/installations/{id}", get(get_installation))
+        .route("/app/installations/{id}/access_tokens", post(mint))
+        .route("/repos/{owner}/{repo}", get(get_repo))
+        .route("/repos/{owner}/{repo}/installation", get(repo_installation))
+        .route("/users/{login}", get(get_user))
+        .route("/installation/repositories", get(installation_repositories))
+        .route("/installation/token", delete(revoke))
+        .route("/rate_limit", get(rate_limit))
+        .fallback(fallback)
+        .method_not_allowed_fallback(not_found)
+        .layer(middleware::from_fn_with_state(shared.clone(), common))
+        .with_state(shared)
+}
+
+/// Headers on every response, and the "down" switch for API routes.
+async fn common(State(shared): AppState, req: Request, next: Next) -> Response {
+    let is_git = git::parse_path(req.uri().path()).is_some();
+    let mut resp = if !is_git && shared.with(|s| s.down) {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response()
+    } else {
+        next.run(req).await
+    };
+    let secs = u64::try_from(shared.now().timestamp()).unwrap_or(0);
+    let date = httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+    let headers = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&date) {
+        headers.insert(http::header::DATE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id()) {
+        headers.insert(HeaderName::from_static("x-github-request-id"), v);
+    }
+    headers
+        .entry(http::header::SERVER)
+        .or_insert(HeaderValue::from_static("github.com"));
+    if !is_git {
+        headers.insert(
+            HeaderName::from_static("x-github-media-type"),
+            HeaderValue::from_static("github.v3; format=json"),
+        );
+    }
+    resp
+}
+
+/// A request ID in GitHub's style, e.g. `C0DE:1A2B:3C4D5E:6F7A8B:65A1B2C3`.
+fn request_id() -> String {
+    let mut rng = rand::rng();
+    format!(
+        "{:04X}:{:04X}:{:06X}:{:06X}:{:08X}",
+        rng.random::<u16>(),
+        rng.random::<u16>(),
+        rng.random_range(0..0x100_0000u32),
+        rng.random_range(0..0x100_0000u32),
+        rng.random::<u32>()
+    )
+}
+
+/// A GitHub-shaped error.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "Not Found")
+    }
+
+    fn bad_credentials() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "Bad credentials")
+    }
+
+    fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+
+    fn header(mut self, name: &'static str, value: impl ToString) -> Self {
+        if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
+            self.headers.push((HeaderName::from_static(name), v));
+        }
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = json_response(
+            self.status,
+            &objects::error(self.status.as_u16(), &self.message),
+        );
+        for (name, value) in self.headers {
+            resp.headers_mut().insert(name, value);
+        }
+        resp
+    }
+}
+
+/// A JSON response with GitHub's content type.
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut resp = (status, bytes).into_response();
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    resp
+}
+
+/// `http://<Host>` as the client addressed us, for URLs in bodies.
+fn base_url(req_headers: &HeaderMap) -> String {
+    let host = req_headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-:[]_".contains(c))
+        });
+    match host {
+        Some(h) => format!("http://{h}"),
+        None => "http://127.0.0.1".to_string(),
+    }
+}
+
+/// Who authenticated a request.
+enum Who {
+    /// The App, with a valid JWT.
+    App,
+    /// An installation token.
+    Installation(TokenRecord),
+}
+
+/// An authenticated caller and its rate-limit window.
+struct Authed {
+    who: Who,
+    rate: RateSnapshot,
+}
+
+/// Which credentials a route accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accept {
+    /// App JWT only.
+    Jwt,
+    /// Installation token only.
+    Token,
+    /// Either, or none.
+    Any,
+}
+
+/// Rate-limit identity of the App.
+const APP_IDENTITY: &str = "app";
+
+fn token_identity(token: &str) -> String {
+    format!("token:{token}")
+}
+
+/// An identified caller before rate limiting: who, the rate-limit identity, and the message
+/// for an exhausted limit.
+struct Identified {
+    who: Who,
+    identity: String,
+    rate_message: String,
+}
+
+/// Authenticates a request. `Ok(None)` is an anonymous request on an [`Accept::Any`] route.
+/// With `consume`, the request counts against the caller's rate limit.
+fn authenticate(
+    shared: &Shared,
+    headers: &HeaderMap,
+    accept: Accept,
+    consume: bool,
+) -> Result<Option<Authed>, ApiError> {
+    match identify(shared, headers, accept)? {
+        Some(id) => charge(shared, id, consume).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Checks the credentials. `Ok(None)` is an anonymous request on an [`Accept::Any`] route.
+fn identify(
+    shared: &Shared,
+    headers: &HeaderMap,
+    accept: Accept,
+) -> Result<Option<Identified>, ApiError> {
+    let reject_jwt = |message: &str| {
+        shared.with(|s| s.jwt_rejections += 1);
+        ApiError::new(StatusCode::UNAUTHORIZED, message)
+    };
+    let (who, identity, rate_message) = match auth::credential(headers) {
+        Credential::None => {
+            return match accept {
+                Accept::Any => Ok(None),
+                Accept::Jwt => Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    auth::JWT_UNDECODABLE,
+                )),
+                Accept::Token => Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "Requires authentication",
+                )),
+            };
+        }
+        Credential::Invalid if accept == Accept::Jwt => {
+            return Err(reject_jwt(auth::JWT_UNDECODABLE))
+        }
+        Credential::Invalid => return Err(ApiError::bad_credentials()),
+        Credential::Token(_) if accept == Accept::Jwt => {
+            return Err(reject_jwt(auth::JWT_UNDECODABLE))
+        }
+        Credential::Token(token) => {
+            let record = shared
+                .usable_token(&token)
+                .ok_or_else(ApiError::bad_credentials)?;
+            let message = format!(
+                "API rate limit exceeded for installation ID {}.",
+                record.installation_id
+            );
+            (Who::Installation(record), token_identity(&token), message)
+        }
+        Credential::Jwt(jwt) => {
+            auth::verify_app_jwt(shared, &jwt, shared.now().timestamp()).map_err(reject_jwt)?;
+            if accept == Accept::Token {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "This endpoint requires an installation access token.",
+                ));
+            }
+            let message = format!("API rate limit exceeded for app ID {}.", shared.app_id);
+            (Who::App, APP_IDENTITY.to_string(), message)
+        }
+    };
+    Ok(Some(Identified {
+        who,
+        identity,
+        rate_message,
+    }))
+}
+
+/// Applies the rate limit to an identified caller (counting the request with `consume`).
+fn charge(shared: &Shared, id: Identified, consume: bool) -> Result<Authed, ApiError> {
+    let rate = if consume {
+        shared.consume_rate(&id.identity)
+    } else {
+        shared.peek_rate(&id.identity)
+    };
+    if rate.exceeded {
+        let err = ApiError::new(StatusCode::FORBIDDEN, id.rate_message);
+        return Err(with_rate_headers(err, &rate));
+    }
+    Ok(Authed { who: id.who, rate })
+}
+
+/// Adds the `x-ratelimit-*` headers to an [`ApiError`].
+fn with_rate_headers(err: ApiError, rate: &RateSnapshot) -> ApiError {
+    err.header("x-ratelimit-limit", rate.limit)
+        .header("x-ratelimit-remaining", rate.remaining)
+        .header("x-ratelimit-reset", rate.reset)
+        .header("x-ratelimit-used", rate.used)
+        .header("x-ratelimit-resource", "core")
+}
+
+fn add_rate_headers(headers: &mut HeaderMap, rate: &RateSnapshot) {
+    let values = [
+        ("x-ratelimit-limit", rate.limit.to_string()),
+        ("x-ratelimit-remaining", rate.remaining.to_string()),
+        ("x-ratelimit-reset", rate.reset.to_string()),
+        ("x-ratelimit-used", rate.used.to_string()),
+        ("x-ratelimit-resource", "core".to_string()),
+    ];
+    for (name, value) in values {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.entry(HeaderName::from_static(name)).or_insert(v);
+        }
+    }
+}
+
+/// Turns a handler result into a response carrying the caller's rate-limit headers.
+fn finish(authed: Option<&Authed>, result: Result<Response, ApiError>) -> Response {
+    let mut resp = result.unwrap_or_else(IntoResponse::into_response);
+    if let Some(a) = authed {
+        add_rate_headers(resp.headers_mut(), &a.rate);
+    }
+    resp
+}
+
+/// Runs `f` for a request authenticated per `accept`; authentication failures answer directly.
+fn authed_call(
+    shared: &Shared,
+    headers: &HeaderMap,
+    accept: Accept,
+    f: impl FnOnce(Option<&Authed>) -> Result<Response, ApiError>,
+) -> Response {
+    match authenticate(shared, headers, accept, true) {
+        Ok(authed) => {
+            let result = f(authed.as_ref());
+            finish(authed.as_ref(), result)
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn root(headers: HeaderMap) -> Response {
+    let base = base_url(&headers);
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "current_user_url": format!("{base}/user"),
+            "installation_repositories_url": format!("{base}/installation/repositories"),
+            "rate_limit_url": format!("{base}/rate_limit"),
+            "user_url": format!("{base}/users/{{user}}"),
+        }),
+    )
+}
+
+async fn not_found() -> Response {
+    ApiError::not_found().into_response()
+}
+
+/// Git smart HTTP, or 404.
+async fn fallback(State(shared): AppState, req: Request) -> Response {
+    match git::parse_path(req.uri().path()) {
+        Some(path) => git::handle(shared, path, req).await,
+        None => ApiError::not_found().into_response(),
+    }
+}
+
+/// `GET /app`.
+async fn get_app(State(shared): AppState, headers: HeaderMap) -> Response {
+    let base = base_url(&headers);
+    authed_call(&shared, &headers, Accept::Jwt, |_| {
+        Ok(json_response(StatusCode::OK, &objects::app(&shared, &base)))
+    })
+}
+
+/// `GET /app/installations`.
+async fn list_installations(State(shared): AppState, headers: HeaderMap) -> Response {
+    let base = base_url(&headers);
+    authed_call(&shared, &headers, Accept::Jwt, |_| {
+        let installs = shared.with(|s| {
+            s.installations
+                .iter()
+                .filter(|i| !i.deleted)
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+        let list: Vec<Value> = installs
+            .iter()
+            .map(|i| objects::installation(&shared, &base, i))
+            .collect();
+        Ok(json_response(StatusCode::OK, &Value::Array(list)))
+    })
+}
+
+/// The installation with this (textual) ID unless deleted.
+fn find_installation(
+    shared: &Shared,
+    id: &str,
+) -> Result<crate::state::InstallationState, ApiError> {
+    let id: u64 = id.parse().map_err(|_| ApiError::not_found())?;
+    shared
+        .with(|s| s.installation(id).filter(|i| !i.deleted).cloned())
+        .ok_or_else(ApiError::not_found)
+}
+
+/// `GET /app/installations/{id}`.
+async fn get_installation(
+    State(shared): AppState,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let base = base_url(&headers);
+    authed_call(&shared, &headers, Accept::Jwt, |_| {
+        let Path(id) = id.map_err(|_| ApiError::not_found())?;
+        let inst = find_installation(&shared, &id)?;
+        Ok(json_response(
+            StatusCode::OK,
+            &objects::installation(&shared, &base, &inst),
+        ))
+    })
+}
+
+/// `GET /repos/{owner}/{repo}/installation`.
+async fn repo_installation(
+    State(shared): AppState,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Response {
+    let base = base_url(&headers);
+    authed_call(&shared, &headers, Accept::Jwt, |_| {
+        let Path((owner, repo)) = path.map_err(|_| ApiError::not_found())?;
+        let installs = shared.with(|s| s.installations.clone());
+        let inst = installs
+            .iter()
+            .filter(|i| !i.deleted)
+            .find(|i| shared.repos_of(&i.spec).iter().any(|r| r.is(&owner, &repo)))
+            .ok_or_else(ApiError::not_found)?;
+        Ok(json_response(
+            StatusCode::OK,
+            &objects::installation(&shared, &base, inst),
+        ))
+    })
+}
+
+/// `GET /repos/{owner}/{repo}`: visible to installation tokens that cover the repository.
+async fn get_repo(
+    State(shared): AppState,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Response {
+    let base = base_url(&headers);
+    authed_call(&shared, &headers, Accept::Any, |authed| {
+        let Path((owner, repo)) = path.map_err(|_| ApiError::not_found())?;
+        let Some(Authed {
+            who: Who::Installation(token),
+            ..
+        }) = authed
+        else {
+            return Err(ApiError::not_found());
+        };
+        let repo = token
+            .repos
+            .iter()
+            .find(|r| r.is(&owner, &repo))
+            .ok_or_else(ApiError::not_found)?;
+        Ok(json_response(
+            StatusCode::OK,
+            &objects::repository(&shared, &base, repo),
+        ))
+    })
+}
+
+/// `GET /users/{login}`: the App's bot user and installation accounts.
+async fn get_user(
+    State(shared): AppState,
+    headers: HeaderMap,
+    login: Result<Path<String>, PathRejection>,
+) -> Response {
+    let base = base_url(&headers);
+    authed_call(&shared, &headers, Accept::Any, |_| {
+        let Path(login) = login.map_err(|_| ApiError::not_found())?;
+        let user = if login.eq_ignore_ascii_case(&shared.bot_login()) {
+            objects::profile(objects::bot_user(&shared, &base), None)
+        } else if let Some((name, _)) = shared.account(&login) {
+            objects::profile(objects::account(&shared, &base, &login), Some(&name))
+        } else {
+            return Err(ApiError::not_found());
+        };
+        Ok(json_response(StatusCode::OK, &user))
+    })
+}
+
+/// A query parameter as a number.
+fn query_number(query: Option<&str>, name: &str) -> Option<usize> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+/// `GET /installation/repositories`: the token's repositories, paginated.
+async fn installation_repositories(
+    State(shared): AppState,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let base = base_url(&headers);
+    authed_call(&shared, &headers, Accept::Token, |authed| {
+        let Some(Authed {
+            who: Who::Installation(token),
+            ..
+        }) = authed
+        else {
+            return Err(ApiError::bad_credentials());
+        };
+        let per_page = query_number(query.as_deref(), "per_page")
+            .unwrap_or(30)
+            .clamp(1, 100);
+        let page = query_number(query.as_deref(), "page").unwrap_or(1).max(1);
+        let total = token.repos.len();
+        let repos: Vec<Value> = token
+            .repos
+            .iter()
+            .skip((page - 1).saturating_mul(per_page))
+            .take(per_page)
+            .map(|r| objects::repository(&shared, &base, r))
+            .collect();
+        let mut resp = json_response(
+            StatusCode::OK,
+            &json!({
+                "total_count": total,
+                "repository_selection": "selected",
+                "repositories": repos,
+            }),
+        );
+        let last = total.div_ceil(per_page).max(1);
+        if page < last {
+            let link = |p: usize| {
+                format!("<{base}/installation/repositories?per_page={per_page}&page={p}>")
+            };
+            let value = format!(
+                "{}; rel=\"next\", {}; rel=\"last\"",
+                link(page + 1),
+                link(last)
+            );
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                resp.headers_mut().insert(http::header::LINK, v);
+            }
+        }
+        Ok(resp)
+    })
+}
+
+/// `DELETE /installation/token`: revokes the presented token.
+async fn revoke(State(shared): AppState, headers: HeaderMap) -> Response {
+    authed_call(&shared, &headers, Accept::Token, |_| {
+        if let Credential::Token(token) = auth::credential(&headers) {
+            shared.with(|s| {
+                if let Some(t) = s.tokens.get_mut(&token) {
+                    if !t.revoked {
+                        t.revoked = true;
+                        s.revoked.push(token.clone());
+                    }
+                }
+            });
+        }
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })
+}
+
+/// `GET /rate_limit`: does not count against the limit.
+async fn rate_limit(State(shared): AppState, headers: HeaderMap) -> Response {
+    match authenticate(&shared, &headers, Accept::Any, false) {
+        Ok(Some(authed)) => finish(
+            Some(&authed),
+            Ok(json_response(
+                StatusCode::OK,
+                &objects::rate_limit(&authed.rate),
+            )),
+        ),
+        Ok(None) => {
+            let reset = shared.now().timestamp() + 3600;
+            let anonymous = RateSnapshot {
+                limit: 60,
+                used: 0,
+                remaining: 60,
+                reset,
+                exceeded: false,
+            };
+            let mut resp = json_response(StatusCode::OK, &objects::rate_limit(&anonymous));
+            add_rate_headers(resp.headers_mut(), &anonymous);
+            resp
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The scoping a mint request asked for.
+#[derive(Debug, Default)]
+struct MintBody {
+    repositories: Option<Value>,
+    repository_ids: Option<Value>,
+    permissions: Option<Value>,
+}
+
+/// Parses a mint body: `Err(400 message)` for malformed JSON, `Err(422)` for a non-object.
+fn parse_mint_body(body: &[u8]) -> Result<MintBody, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(MintBody::default());
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "Problems parsing JSON"))?;
+    match value {
+        Value::Null => Ok(MintBody::default()),
+        Value::Object(mut m) => Ok(MintBody {
+            repositories: m.remove("repositories"),
+            repository_ids: m.remove("repository_ids"),
+            permissions: m.remove("permissions"),
+        }),
+        other => Err(ApiError::unprocessable(format!(
+            "Invalid request.\n\n{other} is not an object."
+        ))),
+    }
+}
+
+/// The requested repository names, if they are a list of strings.
+fn requested_names(body: &MintBody) -> Option<Vec<String>> {
+    body.repositories.as_ref()?.as_array().map(|a| {
+        a.iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    })
+}
+
+/// The requested permissions, if they are an object of strings.
+fn requested_permissions(body: &MintBody) -> Option<BTreeMap<String, String>> {
+    body.permissions.as_ref()?.as_object().map(|m| {
+        m.iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect()
+    })
+}
+
+/// The response for an injected fault, or `None` to answer normally (after any delay).
+async fn apply_fault(shared: &Shared, fault: Option<Fault>) -> Option<ApiError> {
+    const SECONDARY: &str = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID.";
+    match fault? {
+        Fault::Delay(d) => {
+            tokio::time::sleep(d).await;
+            None
+        }
+        Fault::Status(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let message = status.canonical_reason().unwrap_or("Server Error");
+            Some(ApiError::new(status, message))
+        }
+        Fault::RateLimited { retry_after_secs } => Some(
+            ApiError::new(StatusCode::FORBIDDEN, SECONDARY).header("retry-after", retry_after_secs),
+        ),
+        Fault::TooManyRequests { retry_after_secs } => Some(
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, SECONDARY)
+                .header("retry-after", retry_after_secs),
+        ),
+        Fault::PrimaryRateLimit { reset_in_secs } => {
+            let limit = shared.rate_limit_per_hour;
+            let reset = shared
+                .now()
+                .timestamp()
+                .saturating_add(i64::try_from(reset_in_secs).unwrap_or(i64::MAX / 2));
+            Some(
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!("API rate limit exceeded for app ID {}.", shared.app_id),
+                )
+                .header("x-ratelimit-limit", limit)
+                .header("x-ratelimit-remaining", 0)
+                .header("x-ratelimit-used", limit)
+                .header("x-ratelimit-reset", reset)
+                .header("x-ratelimit-resource", "core"),
+            )
+        }
+    }
+}
+
+/// `POST /app/installations/{id}/access_tokens`.
+async fn mint(
+    State(shared): AppState,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    body: Bytes,
+) -> Response {
+    let base = base_url(&headers);
+    let identified = match identify(&shared, &headers, Accept::Jwt) {
+        Ok(Some(i)) => i,
+        Ok(None) => return ApiError::not_found().into_response(),
+        Err(e) => return e.into_response(),
+    };
+    let installation_id = id.ok().and_then(|Path(id)| id.parse::<u64>().ok());
+    let parsed = parse_mint_body(&body);
+    let index = installation_id.map(|installation_id| {
+        let (repositories, permissions) = match &parsed {
+            Ok(b) => (requested_names(b), requested_permissions(b)),
+            Err(_) => (None, None),
+        };
+        shared.with(|s| {
+            s.mints.push(MintRecord {
+                installation_id,
+                repositories,
+                permissions,
+                status: 499,
+            });
+            s.mints.len() - 1
+        })
+    });
+    let record_status = |status: StatusCode| {
+        if let Some(index) = index {
+            shared.with(|s| {
+                if let Some(record) = s.mints.get_mut(index) {
+                    record.status = status.as_u16();
+                }
+            });
+        }
+    };
+    let authed = match charge(&shared, identified, true) {
+        Ok(a) => a,
+        Err(e) => {
+            record_status(e.status);
+            return e.into_response();
+        }
+    };
+    let Some(installation_id) = installation_id else {
+        return finish(Some(&authed), Err(ApiError::not_found()));
+    };
+    let fault = shared.with(|s| s.faults.pop_front());
+    let result = match apply_fault(&shared, fault).await {
+        Some(err) => Err(err),
+        None => parsed.and_then(|b| issue(&shared, &base, installation_id, &b)),
+    };
+    let resp = finish(Some(&authed), result);
+    record_status(resp.status());
+    resp
+}
+
+/// Validates a mint request against the installation and issues the token.
+fn issue(
+    shared: &Shared,
+    base: &str,
+    installation_id: u64,
+    body: &MintBody,
+) -> Result<Response, ApiError> {
+    let inst = shared
+        .with(|s| s.installation(installation_id).cloned())
+        .filter(|i| !i.deleted)
+        .ok_or_else(ApiError::not_found)?;
+    if inst.suspended_at.is_some() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "This installation has been suspended",
+        ));
+    }
+    let available = shared.repos_of(&inst.spec);
+    let selected = select_repositories(body, &available)?;
+    let permissions = select_permissions(body, &inst.spec.permissions)?;
+    let repos = selected.clone().unwrap_or(available);
+    let (token, expires_at) = shared.issue_token(installation_id, repos, permissions.clone());
+    let mut out = json!({
+        "token": token,
+        "expires_at": objects::timestamp(expires_at),
+        "permissions": permissions,
+        "repository_selection": "selected",
+    });
+    if let Some(selected) = selected {
+        out["repositories"] = Value::Array(
+            selected
+                .iter()
+                .map(|r| objects::repository(shared, base, r))
+                .collect(),
+        );
+    }
+    Ok(json_response(StatusCode::CREATED, &out))
+}
+
+/// The repositories a mint request scopes to (`None`: no scoping).
+fn select_repositories(
+    body: &MintBody,
+    available: &[RepoInfo],
+) -> Result<Option<Vec<RepoInfo>>, ApiError> {
+    const INACCESSIBLE: &str = "There is at least one repository that does not exist or is not accessible to the parent installation.";
+    let mut wanted: Vec<RepoInfo> = Vec::new();
+    let mut any = false;
+    if let Some(value) = &body.repositories {
+        let names = value.as_array().ok_or_else(|| {
+            ApiError::unprocessable(format!(
+                "Invalid request.\n\nFor 'properties/repositories', {value} is not an array."
+            ))
+        })?;
+        any = true;
+        for name in names {
+            let name = name.as_str().ok_or_else(|| {
+                ApiError::unprocessable(format!(
+                    "Invalid request.\n\nFor 'items', {name} is not a string."
+                ))
+            })?;
+            let repo = available
+                .iter()
+                .find(|r| r.name.eq_ignore_ascii_case(name))
+                .ok_or_else(|| ApiError::unprocessable(INACCESSIBLE))?;
+            wanted.push(repo.clone());
+        }
+    }
+    if let Some(value) = &body.repository_ids {
+        let ids = value.as_array().ok_or_else(|| {
+            ApiError::unprocessable(format!(
+                "Invalid request.\n\nFor 'properties/repository_ids', {value} is not an array."
+            ))
+        })?;
+        any = true;
+        for id in ids {
+            let id = id.as_u64().ok_or_else(|| {
+                ApiError::unprocessable(format!(
+                    "Invalid request.\n\nFor 'items', {id} is not an integer."
+                ))
+            })?;
+            let repo = available
+                .iter()
+                .find(|r| r.id == id)
+                .ok_or_else(|| ApiError::unprocessable(INACCESSIBLE))?;
+            wanted.push(repo.clone());
+        }
+    }
+    if !any {
+        return Ok(None);
+    }
+    if wanted.len() > 500 {
+        return Err(ApiError::unprocessable(
+            "Too many repositories: at most 500 can be requested.",
+        ));
+    }
+    // Keep the installation's order, without duplicates.
+    let selected: Vec<RepoInfo> = available
+        .iter()
+        .filter(|r| wanted.contains(r))
+        .cloned()
+        .collect();
+    Ok(Some(selected))
+}
+
+/// The permissions a mint request is granted.
+fn select_permissions(
+    body: &MintBody,
+    installation: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    const NOT_GRANTED: &str = "The permissions requested are not granted to this installation.";
+    let Some(value) = &body.permissions else {
+        return Ok(installation.clone());
+    };
+    let requested = value.as_object().ok_or_else(|| {
+        ApiError::unprocessable(format!(
+            "Invalid request.\n\nFor 'properties/permissions', {value} is not an object."
+        ))
+    })?;
+    if requested.is_empty() {
+        return Ok(installation.clone());
+    }
+    let mut granted = BTreeMap::new();
+    for (name, level) in requested {
+        let level = level.as_str().unwrap_or_default();
+        let have = installation.get(name).map(|l| level_rank(l)).unwrap_or(0);
+        let want = level_rank(level);
+        if want == 0 || want > have {
+            return Err(ApiError::unprocessable(NOT_GRANTED));
+        }
+        granted.insert(name.clone(), level.to_string());
+    }
+    Ok(granted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn perms(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn permissions_cannot_exceed_the_installation() {
+        let inst = perms(&[("contents", "write"), ("metadata", "read")]);
+        let body = |v: Value| MintBody {
+            permissions: Some(v),
+            ..Default::default()
+        };
+        assert_eq!(
+            select_permissions(&body(json!({"contents": "read"})), &inst).unwrap(),
+            perms(&[("contents", "read")])
+        );
+        assert!(select_permissions(&body(json!({"contents": "admin"})), &inst).is_err());
+        assert!(select_permissions(&body(json!({"metadata": "write"})), &inst).is_err());
+        assert!(select_permissions(&body(json!({"issues": "read"})), &inst).is_err());
+        assert!(select_permissions(&body(json!({"contents": "bogus"})), &inst).is_err());
+        assert!(select_permissions(&body(json!(["contents"])), &inst).is_err());
+        assert_eq!(
+            select_permissions(&MintBody::default(), &inst).unwrap(),
+            inst
+        );
+    }
+
+    #[test]
+    fn mint_bodies_parse() {
+        assert!(parse_mint_body(b"").unwrap().repositories.is_none());
+        assert!(parse_mint_body(b"null").is_ok());
+        let err = parse_mint_body(b"{not json").unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(err.message, "Problems parsing JSON");
+        let err = parse_mint_body(b"[1]").unwrap_err();
+        assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
+        let b = parse_mint_body(br#"{"repositories":["a"],"permissions":{"contents":"read"}}"#)
+            .unwrap();
+        assert_eq!(requested_names(&b), Some(vec!["a".to_string()]));
+        assert_eq!(
+            requested_permissions(&b),
+            Some(perms(&[("contents", "read")]))
+        );
+    }
+
+    #[test]
+    fn query_numbers_parse() {
+        assert_eq!(query_number(Some("per_page=5&page=2"), "page"), Some(2));
+        assert_eq!(query_number(Some("per_page=x"), "per_page"), None);
+        assert_eq!(query_number(None, "page"), None);
+    }
+}

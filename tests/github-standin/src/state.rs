@@ -1,0 +1,369 @@
+//! The stand-in's mutable state: installations, tokens, rate-limit windows, counters.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chrono::{DateTime, TimeDelta, Utc};
+use jsonwebtoken::DecodingKey;
+use rand::Rng as _;
+
+use crate::{Fault, InstallationSpec, MintRecord, StandInConfig};
+
+/// Immutable configuration plus the mutable [`Inner`] state behind a mutex.
+pub(crate) struct Shared {
+    pub app_id: u64,
+    pub client_id: String,
+    pub app_slug: String,
+    pub decoding_key: DecodingKey,
+    pub git_root: PathBuf,
+    pub rate_limit_per_hour: u32,
+    /// Known accounts (installation owners): lowercase login → (login, id).
+    pub accounts: BTreeMap<String, (String, u64)>,
+    /// Known repositories, in configuration order.
+    pub repos: Vec<RepoInfo>,
+    inner: Mutex<Inner>,
+}
+
+/// A repository some installation can access.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RepoInfo {
+    pub id: u64,
+    pub owner: String,
+    pub name: String,
+}
+
+impl RepoInfo {
+    /// Whether this is `owner/name` (GitHub logins and names are case-insensitive).
+    pub fn is(&self, owner: &str, name: &str) -> bool {
+        self.owner.eq_ignore_ascii_case(owner) && self.name.eq_ignore_ascii_case(name)
+    }
+}
+
+/// An installation and its lifecycle.
+#[derive(Debug, Clone)]
+pub(crate) struct InstallationState {
+    pub spec: InstallationSpec,
+    pub suspended_at: Option<DateTime<Utc>>,
+    pub deleted: bool,
+}
+
+impl InstallationState {
+    /// Not suspended and not deleted.
+    pub fn active(&self) -> bool {
+        self.suspended_at.is_none() && !self.deleted
+    }
+}
+
+/// An issued installation token.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenRecord {
+    pub installation_id: u64,
+    /// Repositories the token can see.
+    pub repos: Vec<RepoInfo>,
+    pub permissions: BTreeMap<String, String>,
+    /// In the stand-in's (skewed) clock.
+    pub expires_at: DateTime<Utc>,
+    /// Real time from which the token works (replication lag).
+    pub usable_from: Instant,
+    pub revoked: bool,
+}
+
+/// A fixed one-hour rate-limit window.
+#[derive(Debug, Clone, Copy)]
+struct RateWindow {
+    reset: i64,
+    used: u32,
+}
+
+/// Rate-limit figures for the response headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RateSnapshot {
+    pub limit: u32,
+    pub used: u32,
+    pub remaining: u32,
+    pub reset: i64,
+    /// The request that produced this snapshot went over the limit.
+    pub exceeded: bool,
+}
+
+/// Mutable state.
+pub(crate) struct Inner {
+    pub token_ttl: Duration,
+    pub replication_lag: Duration,
+    pub clock_skew_secs: i64,
+    pub down: bool,
+    pub faults: VecDeque<Fault>,
+    pub installations: Vec<InstallationState>,
+    pub tokens: HashMap<String, TokenRecord>,
+    pub issued: Vec<String>,
+    pub revoked: Vec<String>,
+    pub mints: Vec<MintRecord>,
+    pub jwt_rejections: usize,
+    pub git_auth_failures: usize,
+    pub git_pushes: usize,
+    rate: HashMap<String, RateWindow>,
+}
+
+impl Inner {
+    /// The installation with this ID, deleted or not.
+    pub fn installation(&self, id: u64) -> Option<&InstallationState> {
+        self.installations.iter().find(|i| i.spec.id == id)
+    }
+
+    /// Mutable access to the installation with this ID.
+    pub fn installation_mut(&mut self, id: u64) -> Option<&mut InstallationState> {
+        self.installations.iter_mut().find(|i| i.spec.id == id)
+    }
+
+    /// Issued, unexpired, unrevoked, installation active.
+    pub fn token_live(&self, token: &str, now: DateTime<Utc>) -> bool {
+        self.tokens.get(token).is_some_and(|t| {
+            !t.revoked
+                && now < t.expires_at
+                && self
+                    .installation(t.installation_id)
+                    .is_some_and(|i| i.active())
+        })
+    }
+}
+
+impl Shared {
+    /// Builds the state from a configuration; fails on an unusable public key.
+    pub fn new(config: StandInConfig) -> anyhow::Result<Shared> {
+        let decoding_key = DecodingKey::from_rsa_pem(config.app_public_key_pem.as_bytes())
+            .context("parsing the App public key PEM")?;
+        let mut accounts = BTreeMap::new();
+        let mut repos: Vec<RepoInfo> = Vec::new();
+        for inst in &config.installations {
+            let next_id = 7_000_001 + accounts.len() as u64;
+            accounts
+                .entry(inst.account.to_ascii_lowercase())
+                .or_insert_with(|| (inst.account.clone(), next_id));
+            for name in &inst.repositories {
+                if !repos.iter().any(|r| r.is(&inst.account, name)) {
+                    repos.push(RepoInfo {
+                        id: 500_001 + repos.len() as u64,
+                        owner: inst.account.clone(),
+                        name: name.clone(),
+                    });
+                }
+            }
+        }
+        let installations = config
+            .installations
+            .iter()
+            .map(|spec| InstallationState {
+                spec: spec.clone(),
+                suspended_at: None,
+                deleted: false,
+            })
+            .collect();
+        Ok(Shared {
+            app_id: config.app_id,
+            client_id: config.client_id,
+            app_slug: config.app_slug,
+            decoding_key,
+            git_root: config.git_root,
+            rate_limit_per_hour: config.rate_limit_per_hour,
+            accounts,
+            repos,
+            inner: Mutex::new(Inner {
+                token_ttl: config.token_ttl,
+                replication_lag: config.replication_lag,
+                clock_skew_secs: config.clock_skew_secs,
+                down: false,
+                faults: VecDeque::new(),
+                installations,
+                tokens: HashMap::new(),
+                issued: Vec::new(),
+                revoked: Vec::new(),
+                mints: Vec::new(),
+                jwt_rejections: 0,
+                git_auth_failures: 0,
+                git_pushes: 0,
+                rate: HashMap::new(),
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the state inconsistent in a way that
+        // matters to a test double; keep serving.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` with the state locked. `f` must not block.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        f(&mut self.lock())
+    }
+
+    /// The stand-in's clock: real time plus the configured skew.
+    pub fn now(&self) -> DateTime<Utc> {
+        let skew = self.lock().clock_skew_secs;
+        Utc::now() + TimeDelta::seconds(skew)
+    }
+
+    /// The bot user's login, `<slug>[bot]`.
+    pub fn bot_login(&self) -> String {
+        format!("{}[bot]", self.app_slug)
+    }
+
+    /// The bot user's ID.
+    pub fn bot_id(&self) -> u64 {
+        900_000 + self.app_id
+    }
+
+    /// The account (login, id) for a login, case-insensitively.
+    pub fn account(&self, login: &str) -> Option<(String, u64)> {
+        self.accounts.get(&login.to_ascii_lowercase()).cloned()
+    }
+
+    /// The repositories of an installation spec, as known repositories.
+    pub fn repos_of(&self, spec: &InstallationSpec) -> Vec<RepoInfo> {
+        self.repos
+            .iter()
+            .filter(|r| {
+                r.owner.eq_ignore_ascii_case(&spec.account)
+                    && spec
+                        .repositories
+                        .iter()
+                        .any(|n| n.eq_ignore_ascii_case(&r.name))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Counts one request against `identity`'s hourly window.
+    pub fn consume_rate(&self, identity: &str) -> RateSnapshot {
+        let now = self.now().timestamp();
+        let limit = self.rate_limit_per_hour;
+        self.with(|s| {
+            let w = s.rate.entry(identity.to_string()).or_insert(RateWindow {
+                reset: now + 3600,
+                used: 0,
+            });
+            if now >= w.reset {
+                *w = RateWindow {
+                    reset: now + 3600,
+                    used: 0,
+                };
+            }
+            let exceeded = w.used >= limit;
+            if !exceeded {
+                w.used += 1;
+            }
+            RateSnapshot {
+                limit,
+                used: w.used,
+                remaining: limit - w.used,
+                reset: w.reset,
+                exceeded,
+            }
+        })
+    }
+
+    /// `identity`'s current window without counting a request.
+    pub fn peek_rate(&self, identity: &str) -> RateSnapshot {
+        let now = self.now().timestamp();
+        let limit = self.rate_limit_per_hour;
+        self.with(|s| {
+            let (used, reset) = match s.rate.get(identity) {
+                Some(w) if now < w.reset => (w.used, w.reset),
+                _ => (0, now + 3600),
+            };
+            RateSnapshot {
+                limit,
+                used,
+                remaining: limit.saturating_sub(used),
+                reset,
+                exceeded: false,
+            }
+        })
+    }
+
+    /// Issues a token for an installation. Returns the token and its expiry.
+    pub fn issue_token(
+        &self,
+        installation_id: u64,
+        repos: Vec<RepoInfo>,
+        permissions: BTreeMap<String, String>,
+    ) -> (String, DateTime<Utc>) {
+        let token = new_token();
+        let now = self.now();
+        self.with(|s| {
+            let ttl = TimeDelta::from_std(s.token_ttl).unwrap_or(TimeDelta::MAX / 2);
+            let expires_at = ceil_to_second(now.checked_add_signed(ttl).unwrap_or(now));
+            s.tokens.insert(
+                token.clone(),
+                TokenRecord {
+                    installation_id,
+                    repos,
+                    permissions,
+                    expires_at,
+                    usable_from: Instant::now() + s.replication_lag,
+                    revoked: false,
+                },
+            );
+            s.issued.push(token.clone());
+            (token, expires_at)
+        })
+    }
+
+    /// The token's record if it authenticates right now (live and past its replication lag).
+    pub fn usable_token(&self, token: &str) -> Option<TokenRecord> {
+        let now = self.now();
+        self.with(|s| {
+            if !s.token_live(token, now) {
+                return None;
+            }
+            let t = s.tokens.get(token)?;
+            (Instant::now() >= t.usable_from).then(|| t.clone())
+        })
+    }
+}
+
+/// Rounds up to a whole second, so a token lives at least its TTL and `expires_at` (printed in
+/// whole seconds) is exact.
+fn ceil_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    let whole = DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t);
+    if whole < t {
+        whole + TimeDelta::seconds(1)
+    } else {
+        whole
+    }
+}
+
+/// `ghs_` + 36 random alphanumerics.
+pub(crate) fn new_token() -> String {
+    let suffix: String = rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(36)
+        .map(char::from)
+        .collect();
+    format!("ghs_{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_look_like_github_tokens() {
+        let t = new_token();
+        assert_eq!(t.len(), 40);
+        assert!(t.starts_with("ghs_"));
+        assert!(t[4..].chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(t, new_token());
+    }
+
+    #[test]
+    fn ceil_rounds_up_only_fractions() {
+        let whole = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        assert_eq!(ceil_to_second(whole), whole);
+        let frac = DateTime::from_timestamp(1_700_000_000, 1).unwrap();
+        assert_eq!(ceil_to_second(frac).timestamp(), 1_700_000_001);
+    }
+}
