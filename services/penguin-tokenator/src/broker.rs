@@ -2,7 +2,9 @@
 //! expiry, and the rule that no token leaves with less than the safety margin.
 
 use crate::{config::Timing, metrics::Metrics};
-use penguin_github::{AppClient, AppInfo, GitHubError, InstallationToken, ScopeError, Token, TokenScope};
+use penguin_github::{
+    AppClient, AppInfo, GitHubError, InstallationToken, ScopeError, Token, TokenScope,
+};
 use rand::Rng;
 use std::{
     collections::{HashMap, HashSet},
@@ -226,13 +228,19 @@ impl TokenBroker {
     /// True the first time `caller` receives the current token of `scope`:
     /// audit once per caller and token, not once per request.
     pub fn first_delivery(&self, scope: &TokenScope, token: &Token, caller: &str) -> bool {
-        let Some(slot) = self.existing_slot(scope) else { return true };
-        let current_matches = slot.current.borrow().as_ref().is_some_and(|t| &t.token == token);
+        let Some(slot) = self.existing_slot(scope) else {
+            return true;
+        };
+        let current_matches = slot
+            .current
+            .borrow()
+            .as_ref()
+            .is_some_and(|t| &t.token == token);
         if !current_matches {
             return true;
         }
         let mut audited = slot.audited.lock().unwrap_or_else(|e| e.into_inner());
-        audited.insert(caller.to_string())
+        !audited.contains(caller) && audited.insert(caller.to_string())
     }
 
     /// Revokes a scoped token at GitHub and drops it from the cache.
@@ -243,7 +251,12 @@ impl TokenBroker {
             let slots = self.inner.slots.read().unwrap_or_else(|e| e.into_inner());
             slots
                 .values()
-                .find(|s| s.current.borrow().as_ref().is_some_and(|t| t.token == token))
+                .find(|s| {
+                    s.current
+                        .borrow()
+                        .as_ref()
+                        .is_some_and(|t| t.token == token)
+                })
                 .cloned()
         };
         if holder.as_ref().is_some_and(|s| s.is_default) {
@@ -263,7 +276,13 @@ impl TokenBroker {
         let (owner, repo) = penguin_config::parse_repository(repository)
             .map_err(|e| BrokerError::Scope(ScopeError(e)))?;
         let key = repository.to_ascii_lowercase();
-        if let Some((id, at)) = self.inner.repo_installations.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some((id, at)) = self
+            .inner
+            .repo_installations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             if at.elapsed() < INSTALLATION_TTL {
                 return Ok(*id);
             }
@@ -280,13 +299,23 @@ impl TokenBroker {
     /// The App's identity and bot user (cached).
     pub async fn app_info(&self) -> Result<AppInfo, BrokerError> {
         let app = self.app()?;
-        if let Some((info, at)) = self.inner.app_info.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some((info, at)) = self
+            .inner
+            .app_info
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             if at.elapsed() < APP_INFO_TTL {
                 return Ok(info.clone());
             }
         }
         let info = app.app_info().await?;
-        *self.inner.app_info.lock().unwrap_or_else(|e| e.into_inner()) = Some((info.clone(), Instant::now()));
+        *self
+            .inner
+            .app_info
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((info.clone(), Instant::now()));
         Ok(info)
     }
 
@@ -297,7 +326,11 @@ impl TokenBroker {
         loop {
             match self.repository_installation(repository).await {
                 Ok(id) => {
-                    tracing::info!(repository, installation_id = id, "default installation found");
+                    tracing::info!(
+                        repository,
+                        installation_id = id,
+                        "default installation found"
+                    );
                     self.set_default_installation(id);
                     return id;
                 }
@@ -313,7 +346,9 @@ impl TokenBroker {
 
     /// Mints the default token and keeps refreshing it; retries until it works.
     pub async fn start_default(&self) {
-        let Some(scope) = self.default_scope() else { return };
+        let Some(scope) = self.default_scope() else {
+            return;
+        };
         if self.is_static() {
             return;
         }
@@ -332,7 +367,12 @@ impl TokenBroker {
     }
 
     fn existing_slot(&self, scope: &TokenScope) -> Option<Arc<Slot>> {
-        self.inner.slots.read().unwrap_or_else(|e| e.into_inner()).get(scope).cloned()
+        self.inner
+            .slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(scope)
+            .cloned()
     }
 
     fn slot(&self, scope: &TokenScope, is_default: bool) -> Result<Arc<Slot>, BrokerError> {
@@ -374,13 +414,20 @@ impl TokenBroker {
                 return Ok(token);
             }
         }
-        if let Some((failed_at, err)) = slot.last_failure.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some((failed_at, err)) = slot
+            .last_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             if *failed_at > queued_at {
                 return Err(err.clone().into());
             }
         }
         if self.is_static() {
-            return Err(BrokerError::NotReady("the token file holds no token yet".into()));
+            return Err(BrokerError::NotReady(
+                "the token file holds no token yet".into(),
+            ));
         }
         let app = self.app()?;
         let span = tracing::info_span!("mint", scope = %slot.scope.describe());
@@ -396,7 +443,9 @@ impl TokenBroker {
         }
         .await;
         let metrics = &self.inner.metrics;
-        metrics.mint_duration.observe(started.elapsed().as_secs_f64());
+        metrics
+            .mint_duration
+            .observe(started.elapsed().as_secs_f64());
         if let Some(remaining) = app.http().rate_limit_remaining() {
             metrics.rate_limit_remaining.set(remaining);
         }
@@ -419,8 +468,12 @@ impl TokenBroker {
             Err(err) => {
                 metrics.mint(err.kind());
                 tracing::warn!(parent: &span, error = %err, "mint failed");
-                *slot.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), err.clone()));
-                if matches!(err, GitHubError::NotFound { .. } | GitHubError::Forbidden { .. }) {
+                *slot.last_failure.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((Instant::now(), err.clone()));
+                if matches!(
+                    err,
+                    GitHubError::NotFound { .. } | GitHubError::Forbidden { .. }
+                ) {
                     self.inner.drop_installation(slot.scope.installation_id);
                 }
                 Err(err.into())
@@ -488,7 +541,10 @@ impl TokenBroker {
 impl Inner {
     fn publish(&self, slot: &Slot, token: Arc<InstallationToken>) {
         slot.used_since_mint.store(false, Ordering::Relaxed);
-        slot.audited.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        slot.audited
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         slot.current.send_replace(Some(token.clone()));
         if slot.is_default {
             let expiry = token
@@ -510,7 +566,10 @@ impl Inner {
 
     /// The installation was deleted or suspended: forget its tokens.
     fn drop_installation(&self, installation_id: u64) {
-        tracing::warn!(installation_id, "installation gone or suspended; dropping its cached tokens");
+        tracing::warn!(
+            installation_id,
+            "installation gone or suspended; dropping its cached tokens"
+        );
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
         slots.retain(|scope, slot| {
             if scope.installation_id != installation_id {
@@ -549,7 +608,9 @@ fn failure_backoff(failures: u32, err: &BrokerError) -> Duration {
     let base = base.min(Duration::from_secs(60));
     let jittered = base.mul_f64(0.5 + 0.5 * rand::rng().random::<f64>());
     match err {
-        BrokerError::GitHub(GitHubError::RateLimited { retry_after, .. }) => jittered.max(*retry_after),
+        BrokerError::GitHub(GitHubError::RateLimited { retry_after, .. }) => {
+            jittered.max(*retry_after)
+        }
         _ => jittered,
     }
 }
@@ -584,28 +645,46 @@ mod tests {
     fn refresh_happens_around_the_fraction_with_jitter() {
         for _ in 0..50 {
             let d = refresh_delay(&token(Duration::from_secs(3600), Duration::ZERO), &timing());
-            assert!(d <= Duration::from_secs(1800) && d >= Duration::from_secs(1529), "{d:?}");
+            assert!(
+                d <= Duration::from_secs(1800) && d >= Duration::from_secs(1529),
+                "{d:?}"
+            );
         }
         // Past the refresh point: refresh now.
-        let d = refresh_delay(&token(Duration::from_secs(10), Duration::from_secs(7)), &timing());
+        let d = refresh_delay(
+            &token(Duration::from_secs(10), Duration::from_secs(7)),
+            &timing(),
+        );
         assert_eq!(d, Duration::ZERO);
     }
 
     #[test]
     fn static_broker_serves_only_the_default_scope_and_is_ready_once_set() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let broker = TokenBroker::new(TokenSource::Static, timing(), Arc::new(Metrics::new()));
             assert!(!broker.is_ready());
             let default = broker.default_scope().unwrap();
-            assert!(matches!(broker.get(&default).await, Err(BrokerError::NotReady(_))));
+            assert!(matches!(
+                broker.get(&default).await,
+                Err(BrokerError::NotReady(_))
+            ));
             broker.set_static_token("ghp_abcdefghijklmnopqrstuvwxyz0123456789");
             assert!(broker.is_ready());
             let t = broker.get(&default).await.unwrap();
             assert_eq!(t.token.expose(), "ghp_abcdefghijklmnopqrstuvwxyz0123456789");
             let narrow = TokenScope::parse(0, ["a"], []).unwrap();
-            assert!(matches!(broker.get(&narrow).await, Err(BrokerError::Unsupported(_))));
-            assert!(matches!(broker.app_info().await, Err(BrokerError::Unsupported(_))));
+            assert!(matches!(
+                broker.get(&narrow).await,
+                Err(BrokerError::Unsupported(_))
+            ));
+            assert!(matches!(
+                broker.app_info().await,
+                Err(BrokerError::Unsupported(_))
+            ));
         });
     }
 

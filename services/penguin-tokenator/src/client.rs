@@ -32,7 +32,10 @@ pub async fn ready(addr: SocketAddr) -> bool {
         stream.read_exact(&mut head).await?;
         Ok::<_, std::io::Error>(head.starts_with(b"HTTP/1.") && &head[9..12] == b"200")
     };
-    matches!(tokio::time::timeout(Duration::from_secs(2), probe).await, Ok(Ok(true)))
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), probe).await,
+        Ok(Ok(true))
+    )
 }
 
 /// The address to probe for a listen address (`0.0.0.0` → loopback).

@@ -7,7 +7,11 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 /// Command line: an optional subcommand over the shared settings.
 #[derive(Debug, clap::Parser)]
-#[command(name = "penguin-tokenator", version, about = "Holds the GitHub App key; serves short-lived installation tokens over gRPC and keeps git credentials fresh.")]
+#[command(
+    name = "penguin-tokenator",
+    version,
+    about = "Holds the GitHub App key; serves short-lived installation tokens over gRPC and keeps git credentials fresh."
+)]
 pub struct Cli {
     /// What to do; `serve` when omitted.
     #[command(subcommand)]
@@ -63,13 +67,25 @@ pub struct Args {
     #[arg(long, env = "PENGUIN_TOKENATOR_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     /// Unix socket for same-pod callers.
-    #[arg(long, env = "PENGUIN_TOKENATOR_SOCKET", default_value = "/run/penguin/tokenator.sock")]
+    #[arg(
+        long,
+        env = "PENGUIN_TOKENATOR_SOCKET",
+        default_value = "/run/penguin/tokenator.sock"
+    )]
     pub socket: PathBuf,
     /// TCP gRPC listener for other pods (only with a JWKS).
-    #[arg(long, env = "PENGUIN_TOKENATOR_GRPC_ADDR", default_value = "0.0.0.0:50051")]
+    #[arg(
+        long,
+        env = "PENGUIN_TOKENATOR_GRPC_ADDR",
+        default_value = "0.0.0.0:50051"
+    )]
     pub grpc_addr: SocketAddr,
     /// HTTP listener for /healthz, /readyz and /metrics.
-    #[arg(long, env = "PENGUIN_TOKENATOR_HTTP_ADDR", default_value = "0.0.0.0:8081")]
+    #[arg(
+        long,
+        env = "PENGUIN_TOKENATOR_HTTP_ADDR",
+        default_value = "0.0.0.0:8081"
+    )]
     pub http_addr: SocketAddr,
     /// JWKS file that verifies callers' ServiceAccount JWTs on the TCP listener.
     #[arg(long, env = "PENGUIN_TOKENATOR_JWKS_FILE")]
@@ -93,25 +109,49 @@ pub struct Args {
     #[arg(long, env = "PENGUIN_TOKENATOR_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// Serve the TCP listener without TLS (explicit opt-in, e.g. behind a mesh).
-    #[arg(long, env = "PENGUIN_TOKENATOR_GRPC_PLAINTEXT", default_value_t = false)]
+    #[arg(
+        long,
+        env = "PENGUIN_TOKENATOR_GRPC_PLAINTEXT",
+        default_value_t = false
+    )]
     pub grpc_plaintext: bool,
     /// Log format.
     #[arg(long, env = "PENGUIN_TOKENATOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Refresh a token after this fraction of its lifetime (0 < f < 1).
-    #[arg(long, env = "PENGUIN_TOKENATOR_REFRESH_FRACTION", default_value_t = 0.5)]
+    #[arg(
+        long,
+        env = "PENGUIN_TOKENATOR_REFRESH_FRACTION",
+        default_value_t = 0.5
+    )]
     pub refresh_fraction: f64,
     /// Never hand out a token with less than this many seconds left…
-    #[arg(long, env = "PENGUIN_TOKENATOR_SAFETY_MARGIN_SECS", default_value_t = 300)]
+    #[arg(
+        long,
+        env = "PENGUIN_TOKENATOR_SAFETY_MARGIN_SECS",
+        default_value_t = 300
+    )]
     pub safety_margin_secs: u64,
     /// …or less than this fraction of its lifetime, whichever is smaller.
-    #[arg(long, env = "PENGUIN_TOKENATOR_SAFETY_MARGIN_FRACTION", default_value_t = 0.2)]
+    #[arg(
+        long,
+        env = "PENGUIN_TOKENATOR_SAFETY_MARGIN_FRACTION",
+        default_value_t = 0.2
+    )]
     pub safety_margin_fraction: f64,
     /// How long to wait for a new token to work (GitHub's replication lag).
-    #[arg(long, env = "PENGUIN_TOKENATOR_PROBE_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "PENGUIN_TOKENATOR_PROBE_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
     pub probe_timeout_secs: u64,
     /// Deadline for one GitHub request.
-    #[arg(long, env = "PENGUIN_TOKENATOR_GITHUB_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "PENGUIN_TOKENATOR_GITHUB_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
     pub github_timeout_secs: u64,
 }
 
@@ -260,7 +300,10 @@ impl Args {
             });
         }
         if self.github_timeout_secs == 0 {
-            return Err(ConfigError::invalid("PENGUIN_TOKENATOR_GITHUB_TIMEOUT_SECS", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "PENGUIN_TOKENATOR_GITHUB_TIMEOUT_SECS",
+                "must be at least 1",
+            ));
         }
         let (tcp, tcp_off_reason) = self.tcp()?;
         Ok(Settings {
@@ -301,12 +344,20 @@ impl Args {
                 });
             }
             let app_id = self.github_app_id.ok_or_else(|| {
-                ConfigError::missing("GITHUB_APP_ID", "GITHUB_APP_CLIENT_ID is set; the App id is needed too")
+                ConfigError::missing(
+                    "GITHUB_APP_ID",
+                    "GITHUB_APP_CLIENT_ID is set; the App id is needed too",
+                )
             })?;
             let key_path = self.github_app_private_key_path.clone().ok_or_else(|| {
-                ConfigError::missing("GITHUB_APP_PRIVATE_KEY_PATH", "App mode signs JWTs with the App's private key")
+                ConfigError::missing(
+                    "GITHUB_APP_PRIVATE_KEY_PATH",
+                    "App mode signs JWTs with the App's private key",
+                )
             })?;
-            if self.github_app_installation_id.is_none() && self.endpoints.github_repository.is_none() {
+            if self.github_app_installation_id.is_none()
+                && self.endpoints.github_repository.is_none()
+            {
                 return Err(ConfigError::missing(
                     "GITHUB_APP_INSTALLATION_ID",
                     "set it, or set GITHUB_REPOSITORY so the installation can be looked up",
@@ -373,13 +424,22 @@ impl Args {
             }
         };
         let issuer = self.jwt_issuer.clone().ok_or_else(|| {
-            ConfigError::missing("PENGUIN_TOKENATOR_JWT_ISSUER", "callers' JWTs are checked against it")
+            ConfigError::missing(
+                "PENGUIN_TOKENATOR_JWT_ISSUER",
+                "callers' JWTs are checked against it",
+            )
         })?;
         let audience = self.jwt_audience.clone().ok_or_else(|| {
-            ConfigError::missing("PENGUIN_TOKENATOR_JWT_AUDIENCE", "callers' JWTs are checked against it")
+            ConfigError::missing(
+                "PENGUIN_TOKENATOR_JWT_AUDIENCE",
+                "callers' JWTs are checked against it",
+            )
         })?;
         let policy = self.policy_file.clone().ok_or_else(|| {
-            ConfigError::missing("PENGUIN_TOKENATOR_POLICY_FILE", "TCP callers are denied unless a policy allows them")
+            ConfigError::missing(
+                "PENGUIN_TOKENATOR_POLICY_FILE",
+                "TCP callers are denied unless a policy allows them",
+            )
         })?;
         let tls = match (&self.tls_cert, &self.tls_key, self.grpc_plaintext) {
             (Some(cert), Some(key), false) => Some(TlsFiles {
@@ -434,19 +494,37 @@ mod tests {
 
     fn var_of(err: ConfigError) -> &'static str {
         match err {
-            ConfigError::Missing { var, .. } | ConfigError::Invalid { var, .. } | ConfigError::Conflict { var, .. } => var,
+            ConfigError::Missing { var, .. }
+            | ConfigError::Invalid { var, .. }
+            | ConfigError::Conflict { var, .. } => var,
         }
     }
 
     #[test]
     fn app_mode_needs_key_and_installation() {
-        let app = ["--github-app-id", "1", "--github-app-private-key-path", "/k.pem"];
-        assert_eq!(var_of(parse(&app).unwrap_err()), "GITHUB_APP_INSTALLATION_ID");
+        let app = [
+            "--github-app-id",
+            "1",
+            "--github-app-private-key-path",
+            "/k.pem",
+        ];
+        assert_eq!(
+            var_of(parse(&app).unwrap_err()),
+            "GITHUB_APP_INSTALLATION_ID"
+        );
         let mut with_repo = app.to_vec();
         with_repo.extend(["--github-repository", "octo-org/hello-world"]);
-        assert!(matches!(parse(&with_repo).unwrap().source, SourceSettings::App { installation_id: None, .. }));
+        assert!(matches!(
+            parse(&with_repo).unwrap().source,
+            SourceSettings::App {
+                installation_id: None,
+                ..
+            }
+        ));
         assert_eq!(
-            var_of(parse(&["--github-app-id", "1", "--github-app-installation-id", "2"]).unwrap_err()),
+            var_of(
+                parse(&["--github-app-id", "1", "--github-app-installation-id", "2"]).unwrap_err()
+            ),
             "GITHUB_APP_PRIVATE_KEY_PATH"
         );
         let mut client = vec!["--github-app-client-id", "Iv1.abc"];
@@ -468,11 +546,24 @@ mod tests {
             "GITHUB_TOKEN"
         );
         let err = parse(&[
-            "--github-app-id", "1", "--github-app-private-key-path", "/k", "--github-app-installation-id", "2",
-            "--github-token", "ghp_x",
+            "--github-app-id",
+            "1",
+            "--github-app-private-key-path",
+            "/k",
+            "--github-app-installation-id",
+            "2",
+            "--github-token",
+            "ghp_x",
         ])
         .unwrap_err();
-        assert!(matches!(err, ConfigError::Conflict { var: "GITHUB_APP_ID", other: "GITHUB_TOKEN", .. }));
+        assert!(matches!(
+            err,
+            ConfigError::Conflict {
+                var: "GITHUB_APP_ID",
+                other: "GITHUB_TOKEN",
+                ..
+            }
+        ));
         assert_eq!(
             var_of(parse(&["--github-token", "t", "--refresh-fraction", "1.5"]).unwrap_err()),
             "PENGUIN_TOKENATOR_REFRESH_FRACTION"
@@ -486,14 +577,30 @@ mod tests {
         assert!(s.tcp.is_none() && s.tcp_off_reason.is_some());
         let mut jwks = base.to_vec();
         jwks.extend(["--jwks-file", "/j.json"]);
-        assert_eq!(var_of(parse(&jwks).unwrap_err()), "PENGUIN_TOKENATOR_JWT_ISSUER");
-        jwks.extend(["--jwt-issuer", "https://k8s", "--jwt-audience", "tokenator", "--policy-file", "/p.yaml"]);
-        assert_eq!(var_of(parse(&jwks).unwrap_err()), "PENGUIN_TOKENATOR_TLS_CERT");
+        assert_eq!(
+            var_of(parse(&jwks).unwrap_err()),
+            "PENGUIN_TOKENATOR_JWT_ISSUER"
+        );
+        jwks.extend([
+            "--jwt-issuer",
+            "https://k8s",
+            "--jwt-audience",
+            "tokenator",
+            "--policy-file",
+            "/p.yaml",
+        ]);
+        assert_eq!(
+            var_of(parse(&jwks).unwrap_err()),
+            "PENGUIN_TOKENATOR_TLS_CERT"
+        );
         let mut plain = jwks.clone();
         plain.push("--grpc-plaintext");
         assert!(parse(&plain).unwrap().tcp.unwrap().tls.is_none());
         jwks.extend(["--tls-cert", "/c.pem"]);
-        assert_eq!(var_of(parse(&jwks).unwrap_err()), "PENGUIN_TOKENATOR_TLS_KEY");
+        assert_eq!(
+            var_of(parse(&jwks).unwrap_err()),
+            "PENGUIN_TOKENATOR_TLS_KEY"
+        );
     }
 
     #[test]
@@ -504,7 +611,10 @@ mod tests {
             margin_fraction: 0.2,
             probe_timeout: Duration::from_secs(10),
         };
-        assert_eq!(t.margin(Duration::from_secs(3600)), Duration::from_secs(300));
+        assert_eq!(
+            t.margin(Duration::from_secs(3600)),
+            Duration::from_secs(300)
+        );
         assert_eq!(t.margin(Duration::from_secs(10)), Duration::from_secs(2));
     }
 }

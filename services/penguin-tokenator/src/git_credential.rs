@@ -46,7 +46,9 @@ pub fn read_request(input: impl BufRead) -> std::io::Result<HashMap<String, Stri
 
 /// True when git asks about the configured server (scheme and host[:port]).
 pub fn matches_server(attrs: &HashMap<String, String>, server_origin: &str) -> bool {
-    let (scheme, rest) = server_origin.split_once("://").unwrap_or(("https", server_origin));
+    let (scheme, rest) = server_origin
+        .split_once("://")
+        .unwrap_or(("https", server_origin));
     let host = rest.split('/').next().unwrap_or(rest);
     attrs.get("protocol").map(String::as_str) == Some(scheme)
         && attrs
@@ -71,7 +73,9 @@ pub async fn run(
         socket: socket.display().to_string(),
         reason,
     };
-    let channel = connect_unix(socket).await.map_err(|e| unreachable(e.to_string()))?;
+    let channel = connect_unix(socket)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
     let answer = TokenServiceClient::new(channel)
         .get_token(GetTokenRequest::default())
         .await
@@ -93,7 +97,9 @@ mod tests {
 
     #[test]
     fn parses_git_requests_and_matches_only_the_server() {
-        let attrs = read_request("protocol=https\nhost=github.com\npath=o/r.git\n\nignored=1\n".as_bytes()).unwrap();
+        let attrs =
+            read_request("protocol=https\nhost=github.com\npath=o/r.git\n\nignored=1\n".as_bytes())
+                .unwrap();
         assert_eq!(attrs.len(), 3);
         assert!(matches_server(&attrs, "https://github.com"));
         assert!(!matches_server(&attrs, "https://ghe.example.com"));
@@ -105,16 +111,34 @@ mod tests {
     #[tokio::test]
     async fn other_hosts_and_operations_answer_nothing() {
         let mut out = Vec::new();
-        run("get", Path::new("/nonexistent.sock"), "https://github.com", "protocol=https\nhost=gitlab.com\n\n".as_bytes(), &mut out)
-            .await
-            .unwrap();
-        run("erase", Path::new("/nonexistent.sock"), "https://github.com", "protocol=https\nhost=github.com\n\n".as_bytes(), &mut out)
-            .await
-            .unwrap();
+        run(
+            "get",
+            Path::new("/nonexistent.sock"),
+            "https://github.com",
+            "protocol=https\nhost=gitlab.com\n\n".as_bytes(),
+            &mut out,
+        )
+        .await
+        .unwrap();
+        run(
+            "erase",
+            Path::new("/nonexistent.sock"),
+            "https://github.com",
+            "protocol=https\nhost=github.com\n\n".as_bytes(),
+            &mut out,
+        )
+        .await
+        .unwrap();
         assert!(out.is_empty());
-        let err = run("get", Path::new("/nonexistent.sock"), "https://github.com", "protocol=https\nhost=github.com\n\n".as_bytes(), &mut out)
-            .await
-            .unwrap_err();
+        let err = run(
+            "get",
+            Path::new("/nonexistent.sock"),
+            "https://github.com",
+            "protocol=https\nhost=github.com\n\n".as_bytes(),
+            &mut out,
+        )
+        .await
+        .unwrap_err();
         assert!(err.to_string().contains("/nonexistent.sock"), "{err}");
     }
 }

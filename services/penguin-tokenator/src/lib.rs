@@ -23,7 +23,9 @@ use grpc::{
     Callers, TokenGrpc,
 };
 use metrics::Metrics;
-use penguin_github::{AppClient, AppKey, GitHubError, GitHubHttp, HttpSettings, KeyError, RetryPolicy, ServerClock};
+use penguin_github::{
+    AppClient, AppKey, GitHubError, GitHubHttp, HttpSettings, KeyError, RetryPolicy, ServerClock,
+};
 use penguin_proto::tokenator::v1::{token_service_server::TokenServiceServer, FILE_DESCRIPTOR_SET};
 use secret_file::{keep_file, FileFormat};
 use std::{
@@ -86,7 +88,10 @@ pub enum StartError {
 impl StartError {
     /// True when an operator-supplied input is at fault (exit 64).
     pub fn is_config(&self) -> bool {
-        !matches!(self, StartError::Bind { .. } | StartError::Grpc(_) | StartError::GitHub(_))
+        !matches!(
+            self,
+            StartError::Bind { .. } | StartError::Grpc(_) | StartError::GitHub(_)
+        )
     }
 }
 
@@ -121,7 +126,9 @@ impl Tokenator {
         let metrics = Arc::new(Metrics::new());
         let mut github = None;
         let source = match &settings.source {
-            SourceSettings::App { issuer, key_path, .. } => {
+            SourceSettings::App {
+                issuer, key_path, ..
+            } => {
                 let key = AppKey::from_pem_file(key_path)?;
                 let http = Arc::new(GitHubHttp::new(
                     HttpSettings {
@@ -169,13 +176,24 @@ impl Tokenator {
                     JwksSource::Url(url) => fetch_jwks(url, settings.github_timeout).await?,
                 };
                 let policy = Policy::load(&tcp.policy)?;
-                let auth = Arc::new(RemoteAuth::new(keys, policy, tcp.issuer.clone(), tcp.audience.clone()));
+                let auth = Arc::new(RemoteAuth::new(
+                    keys,
+                    policy,
+                    tcp.issuer.clone(),
+                    tcp.audience.clone(),
+                ));
                 let cert = match &tcp.tls {
-                    Some(files) => Some(Arc::new(ReloadingCert::new(tls::load_certified_key(files)?))),
+                    Some(files) => Some(Arc::new(ReloadingCert::new(tls::load_certified_key(
+                        files,
+                    )?))),
                     None => None,
                 };
                 let listener = bind_tcp("gRPC", tcp.addr).await?;
-                Some(TcpListenerSetup { listener, auth, cert })
+                Some(TcpListenerSetup {
+                    listener,
+                    auth,
+                    cert,
+                })
             }
         };
         Ok(Tokenator {
@@ -191,7 +209,9 @@ impl Tokenator {
 
     /// The bound HTTP address.
     pub fn http_addr(&self) -> SocketAddr {
-        self.http_listener.local_addr().expect("bound listener has an address")
+        self.http_listener
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     /// The bound TCP gRPC address, when that listener is on.
@@ -211,7 +231,10 @@ impl Tokenator {
 
     /// Serves every listener until `shutdown` resolves, then stops accepting,
     /// lets in-flight requests finish and removes the socket file.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
         let Tokenator {
             settings,
             broker,
@@ -267,18 +290,29 @@ impl Tokenator {
             let Some(setup) = tcp else {
                 return Ok(());
             };
-            let server = tonic::transport::Server::builder().add_routes(routes(Callers::Remote(setup.auth)));
+            let server =
+                tonic::transport::Server::builder().add_routes(routes(Callers::Remote(setup.auth)));
             match setup.cert {
                 Some(cert) => {
                     let config = tls::server_config(cert).map_err(|e| e.to_string())?;
                     server
-                        .serve_with_incoming_shutdown(tls::incoming(setup.listener, config), stopped())
+                        .serve_with_incoming_shutdown(
+                            tls::incoming(setup.listener, config),
+                            stopped(),
+                        )
                         .await
                 }
                 None => {
                     server
                         .serve_with_incoming_shutdown(
-                            tokio_stream::wrappers::TcpListenerStream::new(setup.listener),
+                            tokio_stream::StreamExt::map(
+                                tokio_stream::wrappers::TcpListenerStream::new(setup.listener),
+                                |conn| {
+                                    conn.inspect(|tcp| {
+                                        let _ = tcp.set_nodelay(true);
+                                    })
+                                },
+                            ),
                             stopped(),
                         )
                         .await
@@ -347,12 +381,14 @@ fn spawn_background(
     match &settings.source {
         SourceSettings::App { key_path, .. } => {
             let broker = broker.clone();
-            on_change(key_path.clone(), move |path| match AppKey::from_pem_file(path) {
-                Ok(key) => {
-                    tracing::info!(path = %path.display(), "App private key reloaded");
-                    broker.replace_app_key(key);
+            on_change(key_path.clone(), move |path| {
+                match AppKey::from_pem_file(path) {
+                    Ok(key) => {
+                        tracing::info!(path = %path.display(), "App private key reloaded");
+                        broker.replace_app_key(key);
+                    }
+                    Err(err) => tracing::error!(%err, "keeping the previous App key"),
                 }
-                Err(err) => tracing::error!(%err, "keeping the previous App key"),
             });
         }
         SourceSettings::File { path } => {
@@ -367,7 +403,9 @@ fn spawn_background(
                         broker.set_static_token(&token);
                     }
                 }
-                Err(err) => tracing::error!(path = %path.display(), %err, "keeping the previous token"),
+                Err(err) => {
+                    tracing::error!(path = %path.display(), %err, "keeping the previous token")
+                }
             });
         }
         SourceSettings::Static { .. } => {}
@@ -389,20 +427,25 @@ fn spawn_background(
         return;
     };
     let auth = setup.auth.clone();
-    on_change(tcp_settings.policy.clone(), move |path| match Policy::load(path) {
-        Ok(policy) => {
-            tracing::info!(path = %path.display(), "caller policy reloaded");
-            auth.set_policy(policy);
-        }
-        Err(err) => tracing::error!(%err, "keeping the previous caller policy"),
-    });
+    on_change(
+        tcp_settings.policy.clone(),
+        move |path| match Policy::load(path) {
+            Ok(policy) => {
+                tracing::info!(path = %path.display(), "caller policy reloaded");
+                auth.set_policy(policy);
+            }
+            Err(err) => tracing::error!(%err, "keeping the previous caller policy"),
+        },
+    );
     match &tcp_settings.jwks {
         JwksSource::File(path) => {
             let auth = setup.auth.clone();
             on_change(path.clone(), move |path| {
-                match std::fs::read(path).map_err(|e| e.to_string()).and_then(|b| {
-                    parse_jwks(&path.display().to_string(), &b).map_err(|e| e.to_string())
-                }) {
+                match std::fs::read(path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| {
+                        parse_jwks(&path.display().to_string(), &b).map_err(|e| e.to_string())
+                    }) {
                     Ok(keys) => {
                         tracing::info!(path = %path.display(), "JWKS reloaded");
                         auth.set_keys(keys);
@@ -488,17 +531,22 @@ async fn report_health(broker: TokenBroker, reporter: tonic_health::server::Heal
 fn read_token_file(path: &Path) -> io::Result<String> {
     let token = std::fs::read_to_string(path)?.trim().to_string();
     if token.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "the file is empty"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the file is empty",
+        ));
     }
     Ok(token)
 }
 
 async fn bind_tcp(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
-        what,
-        addr: addr.to_string(),
-        source,
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            what,
+            addr: addr.to_string(),
+            source,
+        })
 }
 
 /// Binds the Unix socket, replacing a stale socket file a previous run left.

@@ -11,7 +11,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli: Cli = parse_or_exit();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("cannot start the async runtime: {err}");
@@ -26,10 +29,21 @@ fn main() -> ExitCode {
         Command::GitCredential { operation } => runtime.block_on(async {
             let origin = cli.args.endpoints.server_origin();
             let stdin = std::io::stdin().lock();
-            match git_credential::run(&operation, &cli.args.socket, &origin, stdin, std::io::stdout()).await {
+            match git_credential::run(
+                &operation,
+                &cli.args.socket,
+                &origin,
+                stdin,
+                std::io::stdout(),
+            )
+            .await
+            {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
-                    eprintln!("penguin-tokenator git-credential: {}", penguin_telemetry::redact(&err.to_string()));
+                    eprintln!(
+                        "penguin-tokenator git-credential: {}",
+                        penguin_telemetry::redact(&err.to_string())
+                    );
                     ExitCode::FAILURE
                 }
             }
@@ -69,7 +83,7 @@ async fn serve(args: penguin_tokenator::config::Args) -> ExitCode {
     if let Some(addr) = tokenator.grpc_addr() {
         tracing::info!(%addr, "gRPC listening on TCP");
     }
-    match tokenator.serve(shutdown_signal()).await {
+    match tokenator.serve(penguin_signal::shutdown()).await {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
@@ -78,21 +92,5 @@ async fn serve(args: penguin_tokenator::config::Args) -> ExitCode {
             tracing::error!(%err, "server failed");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// SIGTERM (Kubernetes, docker stop) or Ctrl-C.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = terminate => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }

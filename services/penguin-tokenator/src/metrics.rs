@@ -6,7 +6,10 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
-use std::sync::atomic::AtomicU64;
+use std::{collections::HashMap, sync::atomic::AtomicU64};
+
+/// The methods of `TokenService`, for pre-created request counters.
+const GRPC_METHODS: [&str; 4] = ["GetToken", "WatchToken", "RevokeToken", "GetAppInfo"];
 
 type Labels = Vec<(String, String)>;
 
@@ -25,6 +28,9 @@ pub struct Metrics {
     pub grpc_requests: Family<Labels, Counter>,
     /// Rewrites of kept secret files by `file` and `reason` (`rotation`, `restored`).
     pub file_writes: Family<Labels, Counter>,
+    /// Handles into `grpc_requests` for every method and code, so the hot
+    /// path counts without allocating label sets.
+    grpc_counters: HashMap<(&'static str, i32), Counter>,
 }
 
 impl Default for Metrics {
@@ -48,7 +54,11 @@ impl Metrics {
             "Unix time at which the current default installation token expires",
             token_expiry.clone(),
         );
-        registry.register("mints", "Installation token mint attempts by result", mints.clone());
+        registry.register(
+            "mints",
+            "Installation token mint attempts by result",
+            mints.clone(),
+        );
         registry.register(
             "mint_duration_seconds",
             "Time to mint a token and see it accepted by GitHub",
@@ -59,13 +69,32 @@ impl Metrics {
             "x-ratelimit-remaining of GitHub's latest answer",
             rate_limit_remaining.clone(),
         );
-        registry.register("grpc_requests", "gRPC requests by method and status code", grpc_requests.clone());
+        registry.register(
+            "grpc_requests",
+            "gRPC requests by method and status code",
+            grpc_requests.clone(),
+        );
         registry.register(
             "secret_file_writes",
             "Atomic rewrites of the credentials and token files by reason",
             file_writes.clone(),
         );
+        let mut grpc_counters = HashMap::new();
+        for method in GRPC_METHODS {
+            for code in 0..=16 {
+                let code = tonic::Code::from_i32(code);
+                let labels = vec![
+                    ("method".to_string(), method.to_string()),
+                    ("code".to_string(), format!("{code:?}")),
+                ];
+                grpc_counters.insert(
+                    (method, code as i32),
+                    grpc_requests.get_or_create(&labels).clone(),
+                );
+            }
+        }
         Metrics {
+            grpc_counters,
             registry,
             token_expiry,
             mints,
@@ -77,24 +106,36 @@ impl Metrics {
     }
 
     /// Counts a gRPC request.
-    pub fn grpc(&self, method: &str, code: tonic::Code) {
-        self.grpc_requests
-            .get_or_create(&vec![
-                ("method".into(), method.into()),
-                ("code".into(), format!("{code:?}")),
-            ])
-            .inc();
+    pub fn grpc(&self, method: &'static str, code: tonic::Code) {
+        match self.grpc_counters.get(&(method, code as i32)) {
+            Some(counter) => {
+                counter.inc();
+            }
+            None => {
+                self.grpc_requests
+                    .get_or_create(&vec![
+                        ("method".into(), method.into()),
+                        ("code".into(), format!("{code:?}")),
+                    ])
+                    .inc();
+            }
+        }
     }
 
     /// Counts a mint attempt.
     pub fn mint(&self, result: &str) {
-        self.mints.get_or_create(&vec![("result".into(), result.into())]).inc();
+        self.mints
+            .get_or_create(&vec![("result".into(), result.into())])
+            .inc();
     }
 
     /// Counts a rewrite of a kept file.
     pub fn file_write(&self, file: &str, reason: &str) {
         self.file_writes
-            .get_or_create(&vec![("file".into(), file.into()), ("reason".into(), reason.into())])
+            .get_or_create(&vec![
+                ("file".into(), file.into()),
+                ("reason".into(), reason.into()),
+            ])
             .inc();
     }
 

@@ -24,7 +24,8 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     let mut tmp = tempfile::Builder::new()
         .prefix(".penguin-tmp-")
         .tempfile_in(dir)?;
-    tmp.as_file().set_permissions(fs::Permissions::from_mode(0o600))?;
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o600))?;
     tmp.write_all(contents)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
@@ -98,7 +99,9 @@ pub async fn keep_file(
                         metrics.file_write(format.label(), reason);
                         tracing::info!(path = %path.display(), reason, "secret file written");
                     }
-                    Err(err) => tracing::error!(path = %path.display(), %err, "cannot write secret file"),
+                    Err(err) => {
+                        tracing::error!(path = %path.display(), %err, "cannot write secret file")
+                    }
                 }
             }
         }
@@ -146,7 +149,10 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         write_atomic(&path, b"new").unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "new");
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -33,18 +33,19 @@ impl FileWatch {
         };
         let name: OsString = path.file_name().map(Into::into).unwrap_or_default();
         let (tx, events) = mpsc::channel(1);
-        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            let Ok(event) = res else { return };
-            let relevant = event.paths.iter().any(|p| {
-                p.file_name().is_some_and(|n| {
-                    n == name.as_os_str() || n.to_string_lossy().starts_with("..")
-                })
-            });
-            if relevant {
-                // A full channel already holds a pending wake-up.
-                let _ = tx.try_send(());
-            }
-        })?;
+        let mut watcher =
+            notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                let Ok(event) = res else { return };
+                let relevant = event.paths.iter().any(|p| {
+                    p.file_name().is_some_and(|n| {
+                        n == name.as_os_str() || n.to_string_lossy().starts_with("..")
+                    })
+                });
+                if relevant {
+                    // A full channel already holds a pending wake-up.
+                    let _ = tx.try_send(());
+                }
+            })?;
         watcher.watch(&dir, RecursiveMode::NonRecursive)?;
         Ok(FileWatch {
             _watcher: watcher,

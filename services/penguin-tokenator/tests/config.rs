@@ -19,19 +19,49 @@ async fn missing_and_contradictory_settings_exit_64_naming_the_variable() {
     let dir = tempfile::tempdir().unwrap();
     let base = common::app_env(&github, dir.path());
 
-    let cases: Vec<(&str, Box<dyn Fn(&mut HashMap<String, String>)>)> = vec![
-        ("GITHUB_APP_ID", Box::new(|e| { e.remove("GITHUB_APP_ID"); e.remove("GITHUB_APP_PRIVATE_KEY_PATH"); e.remove("GITHUB_APP_INSTALLATION_ID"); })),
-        ("GITHUB_APP_PRIVATE_KEY_PATH", Box::new(|e| { e.remove("GITHUB_APP_PRIVATE_KEY_PATH"); })),
-        ("GITHUB_TOKEN", Box::new(|e| { e.insert("GITHUB_TOKEN".into(), "ghp_x".into()); })),
-        ("GITHUB_APP_ID", Box::new(|e| { e.insert("GITHUB_APP_ID".into(), "not-a-number".into()); })),
-        ("GITHUB_API_URL", Box::new(|e| { e.insert("GITHUB_API_URL".into(), "ftp://nope".into()); })),
-        ("GITHUB_REPOSITORY", Box::new(|e| { e.insert("GITHUB_REPOSITORY".into(), "just-a-name".into()); })),
-        ("PENGUIN_TOKENATOR_REFRESH_FRACTION", Box::new(|e| { e.insert("PENGUIN_TOKENATOR_REFRESH_FRACTION".into(), "2".into()); })),
-        ("PENGUIN_TOKENATOR_JWT_ISSUER", Box::new(|e| { e.insert("PENGUIN_TOKENATOR_JWKS_FILE".into(), "/j.json".into()); })),
+    // (variable the error must name, changes: Some(value) sets, None removes)
+    let app = [
+        "GITHUB_APP_ID",
+        "GITHUB_APP_PRIVATE_KEY_PATH",
+        "GITHUB_APP_INSTALLATION_ID",
+    ];
+    type Change<'a> = (&'a str, Option<&'a str>);
+    let cases: Vec<(&str, Vec<Change>)> = vec![
+        ("GITHUB_APP_ID", app.iter().map(|v| (*v, None)).collect()),
+        (
+            "GITHUB_APP_PRIVATE_KEY_PATH",
+            vec![("GITHUB_APP_PRIVATE_KEY_PATH", None)],
+        ),
+        ("GITHUB_TOKEN", vec![("GITHUB_TOKEN", Some("ghp_x"))]),
+        (
+            "GITHUB_APP_ID",
+            vec![("GITHUB_APP_ID", Some("not-a-number"))],
+        ),
+        (
+            "GITHUB_API_URL",
+            vec![("GITHUB_API_URL", Some("ftp://nope"))],
+        ),
+        (
+            "GITHUB_REPOSITORY",
+            vec![("GITHUB_REPOSITORY", Some("just-a-name"))],
+        ),
+        (
+            "PENGUIN_TOKENATOR_REFRESH_FRACTION",
+            vec![("PENGUIN_TOKENATOR_REFRESH_FRACTION", Some("2"))],
+        ),
+        (
+            "PENGUIN_TOKENATOR_JWT_ISSUER",
+            vec![("PENGUIN_TOKENATOR_JWKS_FILE", Some("/j.json"))],
+        ),
     ];
     for (var, change) in cases {
         let mut env = base.clone();
-        change(&mut env);
+        for (name, value) in change {
+            match value {
+                Some(v) => env.insert(name.to_string(), v.to_string()),
+                None => env.remove(name),
+            };
+        }
         let (code, logs) = exit_of(&env, &[]).await;
         assert_eq!(code, Some(64), "{var}: {logs}");
         assert!(logs.contains(var), "{var} not named in: {logs}");
@@ -44,14 +74,20 @@ async fn bad_key_files_are_named_and_never_quoted() {
     let dir = tempfile::tempdir().unwrap();
     let mut env = common::app_env(&github, dir.path());
 
-    env.insert("GITHUB_APP_PRIVATE_KEY_PATH".into(), "/nonexistent/app.pem".into());
+    env.insert(
+        "GITHUB_APP_PRIVATE_KEY_PATH".into(),
+        "/nonexistent/app.pem".into(),
+    );
     let (code, logs) = exit_of(&env, &[]).await;
     assert_eq!(code, Some(64), "{logs}");
     assert!(logs.contains("/nonexistent/app.pem"), "{logs}");
 
     // A public key where the private key should be.
     let public = fixture("app-key.pub.pem");
-    env.insert("GITHUB_APP_PRIVATE_KEY_PATH".into(), public.display().to_string());
+    env.insert(
+        "GITHUB_APP_PRIVATE_KEY_PATH".into(),
+        public.display().to_string(),
+    );
     let (code, logs) = exit_of(&env, &[]).await;
     assert_eq!(code, Some(64), "{logs}");
     assert!(logs.contains("is not an RSA private key"), "{logs}");
@@ -65,18 +101,39 @@ async fn bad_key_files_are_named_and_never_quoted() {
 #[tokio::test]
 async fn help_lists_every_variable_and_hides_secret_values() {
     let mut env = HashMap::new();
-    env.insert("GITHUB_TOKEN".to_string(), "ghp_supersecretvalue000000000000000000".to_string());
+    env.insert(
+        "GITHUB_TOKEN".to_string(),
+        "ghp_supersecretvalue000000000000000000".to_string(),
+    );
     let (code, help) = exit_of(&env, &["--help"]).await;
     assert_eq!(code, Some(0));
     for var in [
-        "GITHUB_APP_ID", "GITHUB_APP_CLIENT_ID", "GITHUB_APP_INSTALLATION_ID", "GITHUB_APP_PRIVATE_KEY_PATH",
-        "GITHUB_TOKEN", "GITHUB_TOKEN_FILE", "GITHUB_REPOSITORY", "GITHUB_API_URL", "GITHUB_SERVER_URL",
-        "PENGUIN_GIT_CREDENTIALS_PATH", "PENGUIN_TOKENATOR_SOCKET", "PENGUIN_TOKENATOR_GRPC_ADDR",
-        "PENGUIN_TOKENATOR_HTTP_ADDR", "PENGUIN_TOKENATOR_JWKS_FILE", "PENGUIN_TOKENATOR_JWKS_URL",
-        "PENGUIN_TOKENATOR_JWT_ISSUER", "PENGUIN_TOKENATOR_JWT_AUDIENCE", "PENGUIN_TOKENATOR_POLICY_FILE",
-        "PENGUIN_TOKENATOR_TLS_CERT", "PENGUIN_TOKENATOR_TLS_KEY", "PENGUIN_TOKENATOR_GRPC_PLAINTEXT",
-        "PENGUIN_TOKENATOR_TOKEN_FILE", "PENGUIN_TOKENATOR_LOG_FORMAT", "PENGUIN_TOKENATOR_REFRESH_FRACTION",
-        "PENGUIN_TOKENATOR_SAFETY_MARGIN_SECS", "PENGUIN_TOKENATOR_SAFETY_MARGIN_FRACTION",
+        "GITHUB_APP_ID",
+        "GITHUB_APP_CLIENT_ID",
+        "GITHUB_APP_INSTALLATION_ID",
+        "GITHUB_APP_PRIVATE_KEY_PATH",
+        "GITHUB_TOKEN",
+        "GITHUB_TOKEN_FILE",
+        "GITHUB_REPOSITORY",
+        "GITHUB_API_URL",
+        "GITHUB_SERVER_URL",
+        "PENGUIN_GIT_CREDENTIALS_PATH",
+        "PENGUIN_TOKENATOR_SOCKET",
+        "PENGUIN_TOKENATOR_GRPC_ADDR",
+        "PENGUIN_TOKENATOR_HTTP_ADDR",
+        "PENGUIN_TOKENATOR_JWKS_FILE",
+        "PENGUIN_TOKENATOR_JWKS_URL",
+        "PENGUIN_TOKENATOR_JWT_ISSUER",
+        "PENGUIN_TOKENATOR_JWT_AUDIENCE",
+        "PENGUIN_TOKENATOR_POLICY_FILE",
+        "PENGUIN_TOKENATOR_TLS_CERT",
+        "PENGUIN_TOKENATOR_TLS_KEY",
+        "PENGUIN_TOKENATOR_GRPC_PLAINTEXT",
+        "PENGUIN_TOKENATOR_TOKEN_FILE",
+        "PENGUIN_TOKENATOR_LOG_FORMAT",
+        "PENGUIN_TOKENATOR_REFRESH_FRACTION",
+        "PENGUIN_TOKENATOR_SAFETY_MARGIN_SECS",
+        "PENGUIN_TOKENATOR_SAFETY_MARGIN_FRACTION",
     ] {
         assert!(help.contains(var), "--help does not list {var}");
     }
@@ -92,9 +149,16 @@ async fn sigterm_drains_and_removes_the_socket() {
     .await;
     pod.wait_ready().await;
     assert!(pod.socket.exists());
-    assert_eq!(pod.process.terminate(Duration::from_secs(10)).await, Some(0));
+    assert_eq!(
+        pod.process.terminate(Duration::from_secs(10)).await,
+        Some(0)
+    );
     assert!(!pod.socket.exists());
     let logs = pod.process.logs();
-    assert!(logs.lines().any(|l| l.starts_with('{') && l.contains("\"message\":\"shutting down")), "{logs}");
+    assert!(
+        logs.lines()
+            .any(|l| l.starts_with('{') && l.contains("\"message\":\"shutting down")),
+        "{logs}"
+    );
     pod.assert_no_token_in_logs();
 }

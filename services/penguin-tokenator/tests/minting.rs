@@ -17,28 +17,56 @@ fn scoped(repos: &[&str], perms: &[(&str, &str)]) -> GetTokenRequest {
     GetTokenRequest {
         installation: None,
         repositories: repos.iter().map(|s| s.to_string()).collect(),
-        permissions: perms.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        permissions: perms
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     }
 }
 
 #[tokio::test]
 async fn default_token_is_served_written_and_cached() {
-    let pod = Pod::start(GitHub::start(Duration::from_secs(3600)).await.unwrap(), |_, _| {}).await;
+    let pod = Pod::start(
+        GitHub::start(Duration::from_secs(3600)).await.unwrap(),
+        |_, _| {},
+    )
+    .await;
     pod.wait_ready().await;
 
     let answer = pod.default_token().await;
     assert!(answer.token.starts_with("ghs_"));
     assert!(pod.github.standin.is_token_live(&answer.token));
     assert_eq!(answer.installation_id, INSTALLATION_ID);
-    assert_eq!(answer.permissions.get("contents").map(String::as_str), Some("write"));
+    assert_eq!(
+        answer.permissions.get("contents").map(String::as_str),
+        Some("write")
+    );
     let expires = answer.expires_at.expect("expiry").seconds;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    assert!((3500..=3605).contains(&(expires - now)), "expires in {}", expires - now);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        (3500..=3605).contains(&(expires - now)),
+        "expires in {}",
+        expires - now
+    );
 
     // The credentials file holds exactly the default token, mode 0600.
     let line = pod.credentials_line();
-    assert_eq!(line, format!("http://x-access-token:{}@{}\n", answer.token, pod.github.standin.addr()));
-    let mode = std::fs::metadata(&pod.credentials).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        line,
+        format!(
+            "http://x-access-token:{}@{}\n",
+            answer.token,
+            pod.github.standin.addr()
+        )
+    );
+    let mode = std::fs::metadata(&pod.credentials)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
 
     // Cached: many calls, one mint.
@@ -49,9 +77,13 @@ async fn default_token_is_served_written_and_cached() {
 
     let (status, metrics) = pod.http_get("/metrics").await;
     assert_eq!(status, 200);
-    assert!(metrics.contains("penguin_tokenator_mints_total{result=\"ok\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("penguin_tokenator_mints_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains("penguin_tokenator_token_expiry_timestamp_seconds"));
-    assert!(metrics.contains("penguin_tokenator_grpc_requests_total{method=\"GetToken\",code=\"Ok\"} 21"));
+    assert!(metrics
+        .contains("penguin_tokenator_grpc_requests_total{method=\"GetToken\",code=\"Ok\"} 21"));
     assert!(metrics.contains("penguin_tokenator_github_rate_limit_remaining"));
     assert!(!metrics.contains(&answer.token));
     assert_eq!(pod.http_get("/healthz").await.0, 200);
@@ -60,7 +92,11 @@ async fn default_token_is_served_written_and_cached() {
 
 #[tokio::test]
 async fn scoped_tokens_are_down_scoped_cached_and_minted_once_under_load() {
-    let pod = Pod::start(GitHub::start(Duration::from_secs(3600)).await.unwrap(), |_, _| {}).await;
+    let pod = Pod::start(
+        GitHub::start(Duration::from_secs(3600)).await.unwrap(),
+        |_, _| {},
+    )
+    .await;
     pod.wait_ready().await;
     let request = scoped(&["hello-world"], &[("contents", "read")]);
 
@@ -68,7 +104,14 @@ async fn scoped_tokens_are_down_scoped_cached_and_minted_once_under_load() {
     let calls = (0..32).map(|_| {
         let pod = &pod;
         let request = request.clone();
-        async move { pod.client().await.get_token(request).await.unwrap().into_inner() }
+        async move {
+            pod.client()
+                .await
+                .get_token(request)
+                .await
+                .unwrap()
+                .into_inner()
+        }
     });
     let answers = join_all(calls).await;
     let first = &answers[0].token;
@@ -76,13 +119,24 @@ async fn scoped_tokens_are_down_scoped_cached_and_minted_once_under_load() {
     let mints = pod.github.standin.mint_requests();
     assert_eq!(mints.len(), 2, "default + one scoped mint: {mints:?}");
     let scoped_mint = &mints[1];
-    assert_eq!(scoped_mint.repositories.as_deref(), Some(&["hello-world".to_string()][..]));
     assert_eq!(
-        scoped_mint.permissions.as_ref().unwrap().get("contents").map(String::as_str),
+        scoped_mint.repositories.as_deref(),
+        Some(&["hello-world".to_string()][..])
+    );
+    assert_eq!(
+        scoped_mint
+            .permissions
+            .as_ref()
+            .unwrap()
+            .get("contents")
+            .map(String::as_str),
         Some("read")
     );
     assert_eq!(answers[0].repositories, vec!["hello-world".to_string()]);
-    assert_eq!(answers[0].permissions, HashMap::from([("contents".to_string(), "read".to_string())]));
+    assert_eq!(
+        answers[0].permissions,
+        HashMap::from([("contents".to_string(), "read".to_string())])
+    );
     assert_ne!(first, &pod.default_token().await.token);
 
     // Over-scoped requests get GitHub's 422 as INVALID_ARGUMENT with the reason.
@@ -96,9 +150,19 @@ async fn scoped_tokens_are_down_scoped_cached_and_minted_once_under_load() {
     assert!(err.message().contains("422"), "{}", err.message());
     // Malformed scopes never reach GitHub.
     let before = pod.github.standin.mint_requests().len();
-    let err = pod.client().await.get_token(scoped(&["a b"], &[])).await.unwrap_err();
+    let err = pod
+        .client()
+        .await
+        .get_token(scoped(&["a b"], &[]))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    let err = pod.client().await.get_token(scoped(&[], &[("contents", "own")])).await.unwrap_err();
+    let err = pod
+        .client()
+        .await
+        .get_token(scoped(&[], &[("contents", "own")]))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(pod.github.standin.mint_requests().len(), before);
 
@@ -109,7 +173,13 @@ async fn scoped_tokens_are_down_scoped_cached_and_minted_once_under_load() {
         }),
         ..scoped(&[], &[("metadata", "read")])
     };
-    let answer = pod.client().await.get_token(by_repo).await.unwrap().into_inner();
+    let answer = pod
+        .client()
+        .await
+        .get_token(by_repo)
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(answer.installation_id, INSTALLATION_ID);
     let unknown = GetTokenRequest {
         installation: Some(InstallationSelector {
@@ -119,13 +189,21 @@ async fn scoped_tokens_are_down_scoped_cached_and_minted_once_under_load() {
     };
     let err = pod.client().await.get_token(unknown).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
-    assert!(err.message().contains("GITHUB_APP_INSTALLATION_ID"), "{}", err.message());
+    assert!(
+        err.message().contains("GITHUB_APP_INSTALLATION_ID"),
+        "{}",
+        err.message()
+    );
     pod.assert_no_token_in_logs();
 }
 
 #[tokio::test]
 async fn revoke_drops_scoped_tokens_and_refuses_the_default() {
-    let pod = Pod::start(GitHub::start(Duration::from_secs(3600)).await.unwrap(), |_, _| {}).await;
+    let pod = Pod::start(
+        GitHub::start(Duration::from_secs(3600)).await.unwrap(),
+        |_, _| {},
+    )
+    .await;
     pod.wait_ready().await;
     let mut client = pod.client().await;
     let scoped_token = client
@@ -135,7 +213,9 @@ async fn revoke_drops_scoped_tokens_and_refuses_the_default() {
         .into_inner()
         .token;
     client
-        .revoke_token(RevokeTokenRequest { token: scoped_token.clone() })
+        .revoke_token(RevokeTokenRequest {
+            token: scoped_token.clone(),
+        })
         .await
         .unwrap();
     assert!(!pod.github.standin.is_token_live(&scoped_token));
@@ -150,40 +230,74 @@ async fn revoke_drops_scoped_tokens_and_refuses_the_default() {
     assert_ne!(again, scoped_token);
 
     let default = pod.default_token().await.token;
-    let err = client.revoke_token(RevokeTokenRequest { token: default.clone() }).await.unwrap_err();
+    let err = client
+        .revoke_token(RevokeTokenRequest {
+            token: default.clone(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(pod.github.standin.is_token_live(&default));
-    let err = client.revoke_token(RevokeTokenRequest { token: String::new() }).await.unwrap_err();
+    let err = client
+        .revoke_token(RevokeTokenRequest {
+            token: String::new(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     pod.assert_no_token_in_logs();
 }
 
 #[tokio::test]
 async fn app_info_health_and_reflection_answer() {
-    let pod = Pod::start(GitHub::start(Duration::from_secs(3600)).await.unwrap(), |_, _| {}).await;
+    let pod = Pod::start(
+        GitHub::start(Duration::from_secs(3600)).await.unwrap(),
+        |_, _| {},
+    )
+    .await;
     pod.wait_ready().await;
-    let info = pod.client().await.get_app_info(GetAppInfoRequest {}).await.unwrap().into_inner();
+    let info = pod
+        .client()
+        .await
+        .get_app_info(GetAppInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(info.app_id, penguin_test_support::APP_ID);
     assert_eq!(info.slug, "penguin-agent");
     assert_eq!(info.bot_login, "penguin-agent[bot]");
     assert!(info.bot_user_id > 0);
-    assert_eq!(info.bot_email, format!("{}+penguin-agent[bot]@users.noreply.github.com", info.bot_user_id));
+    assert_eq!(
+        info.bot_email,
+        format!(
+            "{}+penguin-agent[bot]@users.noreply.github.com",
+            info.bot_user_id
+        )
+    );
 
-    let channel = penguin_tokenator::client::connect_unix(&pod.socket).await.unwrap();
+    let channel = penguin_tokenator::client::connect_unix(&pod.socket)
+        .await
+        .unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     for service in ["", "penguin.tokenator.v1.TokenService"] {
         let status = health
-            .check(tonic_health::pb::HealthCheckRequest { service: service.into() })
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .unwrap()
             .into_inner()
             .status;
-        assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
     }
 
     use tonic_reflection::pb::v1::{
-        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-        server_reflection_response::MessageResponse, ServerReflectionRequest,
+        server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        ServerReflectionRequest,
     };
     let mut reflection = ServerReflectionClient::new(channel);
     let request = ServerReflectionRequest {
@@ -200,7 +314,10 @@ async fn app_info_health_and_reflection_answer() {
         panic!("unexpected reflection answer")
     };
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
-    assert!(names.contains(&"penguin.tokenator.v1.TokenService"), "{names:?}");
+    assert!(
+        names.contains(&"penguin.tokenator.v1.TokenService"),
+        "{names:?}"
+    );
     pod.assert_no_token_in_logs();
 }
 
@@ -220,7 +337,11 @@ async fn deleted_installation_drops_cached_tokens_and_readiness() {
     // The next refresh (within ~2 s) learns the installation is gone.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while pod.ready().await {
-        assert!(tokio::time::Instant::now() < deadline, "still ready:\n{}", pod.process.logs());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still ready:\n{}",
+            pod.process.logs()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let err = pod

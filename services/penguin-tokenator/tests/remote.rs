@@ -4,7 +4,9 @@
 mod common;
 
 use common::Pod;
-use penguin_proto::tokenator::v1::{token_service_client::TokenServiceClient, GetTokenRequest, WatchTokenRequest};
+use penguin_proto::tokenator::v1::{
+    token_service_client::TokenServiceClient, GetTokenRequest, WatchTokenRequest,
+};
 use penguin_test_support::{
     fixture,
     keys::{jwks_json, SaToken},
@@ -29,22 +31,48 @@ async fn remote_pod() -> (Pod, Channel) {
         std::fs::write(dir.join("jwks.json"), jwks_json()).unwrap();
         std::fs::write(dir.join("policy.yaml"), POLICY).unwrap();
         let vars = [
-            ("PENGUIN_TOKENATOR_JWKS_FILE", dir.join("jwks.json").display().to_string()),
-            ("PENGUIN_TOKENATOR_JWT_ISSUER", penguin_test_support::keys::SA_ISSUER.to_string()),
-            ("PENGUIN_TOKENATOR_JWT_AUDIENCE", penguin_test_support::keys::SA_AUDIENCE.to_string()),
-            ("PENGUIN_TOKENATOR_POLICY_FILE", dir.join("policy.yaml").display().to_string()),
-            ("PENGUIN_TOKENATOR_TLS_CERT", fixture("tls-cert.pem").display().to_string()),
-            ("PENGUIN_TOKENATOR_TLS_KEY", fixture("tls-key.pem").display().to_string()),
+            (
+                "PENGUIN_TOKENATOR_JWKS_FILE",
+                dir.join("jwks.json").display().to_string(),
+            ),
+            (
+                "PENGUIN_TOKENATOR_JWT_ISSUER",
+                penguin_test_support::keys::SA_ISSUER.to_string(),
+            ),
+            (
+                "PENGUIN_TOKENATOR_JWT_AUDIENCE",
+                penguin_test_support::keys::SA_AUDIENCE.to_string(),
+            ),
+            (
+                "PENGUIN_TOKENATOR_POLICY_FILE",
+                dir.join("policy.yaml").display().to_string(),
+            ),
+            (
+                "PENGUIN_TOKENATOR_TLS_CERT",
+                fixture("tls-cert.pem").display().to_string(),
+            ),
+            (
+                "PENGUIN_TOKENATOR_TLS_KEY",
+                fixture("tls-key.pem").display().to_string(),
+            ),
         ];
         env.extend(vars.into_iter().map(|(k, v)| (k.to_string(), v)));
     })
     .await;
-    let addr = pod.process.bound_addr("gRPC listening on TCP").await.expect("TCP listener");
+    let addr = pod
+        .process
+        .bound_addr("gRPC listening on TCP")
+        .await
+        .expect("TCP listener");
     pod.wait_ready().await;
     let ca = Certificate::from_pem(std::fs::read(fixture("tls-ca.pem")).unwrap());
     let channel = Channel::from_shared(format!("https://localhost:{}", addr.port()))
         .unwrap()
-        .tls_config(ClientTlsConfig::new().ca_certificate(ca).domain_name("localhost"))
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(ca)
+                .domain_name("localhost"),
+        )
         .unwrap()
         .connect()
         .await
@@ -68,7 +96,10 @@ async fn tcp_callers_are_authenticated_and_held_to_the_policy() {
 
     // Valid JWT, empty request: the policy's full grant.
     let answer = client
-        .get_token(with_jwt(GetTokenRequest::default(), &SaToken::valid(runner).sign()))
+        .get_token(with_jwt(
+            GetTokenRequest::default(),
+            &SaToken::valid(runner).sign(),
+        ))
         .await
         .expect("allowed")
         .into_inner();
@@ -86,7 +117,10 @@ async fn tcp_callers_are_authenticated_and_held_to_the_policy() {
         permissions: HashMap::from([("contents".to_string(), "read".to_string())]),
         ..Default::default()
     };
-    client.get_token(with_jwt(narrower, &SaToken::valid(runner).sign())).await.expect("narrower");
+    client
+        .get_token(with_jwt(narrower, &SaToken::valid(runner).sign()))
+        .await
+        .expect("narrower");
 
     let denied = |status: tonic::Status, code: Code, needle: &str| {
         assert_eq!(status.code(), code, "{status:?}");
@@ -98,42 +132,88 @@ async fn tcp_callers_are_authenticated_and_held_to_the_policy() {
         ..Default::default()
     };
     denied(
-        client.get_token(with_jwt(wider, &SaToken::valid(runner).sign())).await.unwrap_err(),
+        client
+            .get_token(with_jwt(wider, &SaToken::valid(runner).sign()))
+            .await
+            .unwrap_err(),
         Code::PermissionDenied,
         "allows only",
     );
     // A caller no rule names: default deny.
     denied(
         client
-            .get_token(with_jwt(GetTokenRequest::default(), &SaToken::valid("system:serviceaccount:other:x").sign()))
+            .get_token(with_jwt(
+                GetTokenRequest::default(),
+                &SaToken::valid("system:serviceaccount:other:x").sign(),
+            ))
             .await
             .unwrap_err(),
         Code::PermissionDenied,
         "no policy rule",
     );
     // No token, bad signature, expired, wrong audience, wrong issuer: UNAUTHENTICATED.
-    denied(client.get_token(GetTokenRequest::default()).await.unwrap_err(), Code::Unauthenticated, "missing");
+    denied(
+        client
+            .get_token(GetTokenRequest::default())
+            .await
+            .unwrap_err(),
+        Code::Unauthenticated,
+        "missing",
+    );
     let cases = [
-        (SaToken { key_fixture: "other-app-key.pkcs8.pem", ..SaToken::valid(runner) }, "signature"),
-        (SaToken { expires_in: -120, ..SaToken::valid(runner) }, "expired"),
-        (SaToken { audience: "someone-else", ..SaToken::valid(runner) }, "audience"),
-        (SaToken { issuer: "https://evil.example", ..SaToken::valid(runner) }, "issuer"),
+        (
+            SaToken {
+                key_fixture: "other-app-key.pkcs8.pem",
+                ..SaToken::valid(runner)
+            },
+            "signature",
+        ),
+        (
+            SaToken {
+                expires_in: -120,
+                ..SaToken::valid(runner)
+            },
+            "expired",
+        ),
+        (
+            SaToken {
+                audience: "someone-else",
+                ..SaToken::valid(runner)
+            },
+            "audience",
+        ),
+        (
+            SaToken {
+                issuer: "https://evil.example",
+                ..SaToken::valid(runner)
+            },
+            "issuer",
+        ),
     ];
     for (token, needle) in cases {
         denied(
-            client.get_token(with_jwt(GetTokenRequest::default(), &token.sign())).await.unwrap_err(),
+            client
+                .get_token(with_jwt(GetTokenRequest::default(), &token.sign()))
+                .await
+                .unwrap_err(),
             Code::Unauthenticated,
             needle,
         );
     }
     denied(
-        client.get_token(with_jwt(GetTokenRequest::default(), "not-a-jwt")).await.unwrap_err(),
+        client
+            .get_token(with_jwt(GetTokenRequest::default(), "not-a-jwt"))
+            .await
+            .unwrap_err(),
         Code::Unauthenticated,
         "not a JWT",
     );
     // WatchToken is held to the same rules.
     let err = client
-        .watch_token(with_jwt(WatchTokenRequest::default(), &SaToken::valid("system:serviceaccount:other:x").sign()))
+        .watch_token(with_jwt(
+            WatchTokenRequest::default(),
+            &SaToken::valid("system:serviceaccount:other:x").sign(),
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
@@ -141,16 +221,24 @@ async fn tcp_callers_are_authenticated_and_held_to_the_policy() {
     // Health answers over TCP too.
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let status = health
-        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .unwrap()
         .into_inner()
         .status;
-    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
 
     // Each issuance is audited by caller and token hash, never the token.
     let logs = pod.process.logs();
-    assert!(logs.contains("token issued") && logs.contains(runner), "no audit line");
+    assert!(
+        logs.contains("token issued") && logs.contains(runner),
+        "no audit line"
+    );
     assert!(logs.contains("token_sha256"));
     // The caller's JWT never reaches the logs either.
     pod.process.assert_no_leak(&[SaToken::valid(runner).sign()]);
@@ -164,20 +252,48 @@ async fn plaintext_tcp_needs_the_explicit_opt_in() {
     std::fs::write(dir.path().join("jwks.json"), jwks_json()).unwrap();
     std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
     let mut env = common::app_env(&github, dir.path());
-    env.insert("PENGUIN_TOKENATOR_JWKS_FILE".into(), dir.path().join("jwks.json").display().to_string());
+    env.insert(
+        "PENGUIN_TOKENATOR_JWKS_FILE".into(),
+        dir.path().join("jwks.json").display().to_string(),
+    );
     env.insert("PENGUIN_TOKENATOR_JWT_ISSUER".into(), "i".into());
     env.insert("PENGUIN_TOKENATOR_JWT_AUDIENCE".into(), "a".into());
-    env.insert("PENGUIN_TOKENATOR_POLICY_FILE".into(), dir.path().join("policy.yaml").display().to_string());
-    let mut process =
-        penguin_test_support::process::ServiceProcess::spawn(std::path::Path::new(common::BIN), &[], &env).unwrap();
+    env.insert(
+        "PENGUIN_TOKENATOR_POLICY_FILE".into(),
+        dir.path().join("policy.yaml").display().to_string(),
+    );
+    let mut process = penguin_test_support::process::ServiceProcess::spawn(
+        std::path::Path::new(common::BIN),
+        &[],
+        &env,
+    )
+    .unwrap();
     assert_eq!(process.wait_exit(Duration::from_secs(10)).await, Some(64));
-    assert!(process.logs().contains("PENGUIN_TOKENATOR_TLS_CERT"), "{}", process.logs());
+    assert!(
+        process.logs().contains("PENGUIN_TOKENATOR_TLS_CERT"),
+        "{}",
+        process.logs()
+    );
 
     env.insert("PENGUIN_TOKENATOR_GRPC_PLAINTEXT".into(), "true".into());
-    let process =
-        penguin_test_support::process::ServiceProcess::spawn(std::path::Path::new(common::BIN), &[], &env).unwrap();
-    let addr = process.bound_addr("gRPC listening on TCP").await.expect("plaintext listener");
-    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-    let err = TokenServiceClient::new(channel).get_token(GetTokenRequest::default()).await.unwrap_err();
+    let process = penguin_test_support::process::ServiceProcess::spawn(
+        std::path::Path::new(common::BIN),
+        &[],
+        &env,
+    )
+    .unwrap();
+    let addr = process
+        .bound_addr("gRPC listening on TCP")
+        .await
+        .expect("plaintext listener");
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let err = TokenServiceClient::new(channel)
+        .get_token(GetTokenRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
 }

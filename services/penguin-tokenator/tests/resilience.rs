@@ -22,18 +22,30 @@ async fn outage_keeps_serving_the_valid_token_and_readiness_follows_validity() {
     // Once it enters its safety margin with no replacement: not ready, and GetToken says why.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
     while pod.ready().await {
-        assert!(tokio::time::Instant::now() < deadline, "still ready with an expiring token");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still ready with an expiring token"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (status, body) = pod.http_get("/readyz").await;
     assert_eq!((status, body.as_str()), (503, "no valid default token\n"));
-    let err = pod.client().await.get_token(penguin_proto::tokenator::v1::GetTokenRequest::default()).await.unwrap_err();
+    let err = pod
+        .client()
+        .await
+        .get_token(penguin_proto::tokenator::v1::GetTokenRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
     // GitHub returns: the refresher recovers on its own.
     pod.github.standin.set_down(false);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !pod.ready().await {
-        assert!(tokio::time::Instant::now() < deadline, "did not recover:\n{}", pod.process.logs());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "did not recover:\n{}",
+            pod.process.logs()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_ne!(pod.default_token().await.token, before);
@@ -44,19 +56,33 @@ async fn outage_keeps_serving_the_valid_token_and_readiness_follows_validity() {
 async fn transient_errors_and_rate_limits_are_retried_with_backoff() {
     let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
     github.standin.fail_next_mints(2, Fault::Status(502));
-    github.standin.fail_next_mints(1, Fault::TooManyRequests { retry_after_secs: 1 });
+    github.standin.fail_next_mints(
+        1,
+        Fault::TooManyRequests {
+            retry_after_secs: 1,
+        },
+    );
     let started = std::time::Instant::now();
     let pod = Pod::start(github, |_, _| {}).await;
     pod.wait_ready().await;
-    let statuses: Vec<u16> = pod.github.standin.mint_requests().iter().map(|m| m.status).collect();
+    let statuses: Vec<u16> = pod
+        .github
+        .standin
+        .mint_requests()
+        .iter()
+        .map(|m| m.status)
+        .collect();
     assert_eq!(statuses, vec![502, 502, 429, 201]);
     // retry-after: 1 was honoured.
     assert!(started.elapsed() >= Duration::from_secs(1));
 
     // A primary rate limit with a reset far away: no hammering; the caller hears why.
-    pod.github
-        .standin
-        .fail_next_mints(50, Fault::PrimaryRateLimit { reset_in_secs: 3600 });
+    pod.github.standin.fail_next_mints(
+        50,
+        Fault::PrimaryRateLimit {
+            reset_in_secs: 3600,
+        },
+    );
     let before = pod.github.standin.mint_requests().len();
     let err = pod
         .client()
@@ -69,7 +95,11 @@ async fn transient_errors_and_rate_limits_are_retried_with_backoff() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("rate limit"), "{}", err.message());
-    assert_eq!(pod.github.standin.mint_requests().len(), before + 1, "one attempt, no hammering");
+    assert_eq!(
+        pod.github.standin.mint_requests().len(),
+        before + 1,
+        "one attempt, no hammering"
+    );
     pod.assert_no_token_in_logs();
 }
 
@@ -88,7 +118,10 @@ async fn replication_lag_is_waited_out_before_a_token_is_published() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(9);
     while tokio::time::Instant::now() < deadline {
         let token = pod.default_token().await.token;
-        assert!(pod.github.standin.is_token_live(&token), "a lagging token was handed out");
+        assert!(
+            pod.github.standin.is_token_live(&token),
+            "a lagging token was handed out"
+        );
         seen.insert(token);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -100,15 +133,26 @@ async fn replication_lag_is_waited_out_before_a_token_is_published() {
 async fn a_skewed_local_clock_is_corrected_from_githubs_date_header() {
     // GitHub's clock is 20 minutes ahead: a JWT from our clock alone would be
     // expired on arrival.
-    let github = GitHub::start_with(|c| c.clock_skew_secs = 1200).await.unwrap();
+    let github = GitHub::start_with(|c| c.clock_skew_secs = 1200)
+        .await
+        .unwrap();
     let pod = Pod::start(github, |_, _| {}).await;
     pod.wait_ready().await;
     let answer = pod.default_token().await;
     // expires_at is mapped onto our clock: about an hour from our now.
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let left = answer.expires_at.unwrap().seconds - now;
-    assert!((3500..=3605).contains(&left), "expires in {left} s on our clock");
-    assert!(pod.github.standin.jwt_rejections() <= 1, "at most the first JWT was refused");
+    assert!(
+        (3500..=3605).contains(&left),
+        "expires in {left} s on our clock"
+    );
+    assert!(
+        pod.github.standin.jwt_rejections() <= 1,
+        "at most the first JWT was refused"
+    );
     pod.assert_no_token_in_logs();
 }
 
@@ -137,7 +181,10 @@ async fn app_key_swapped_by_symlink_is_picked_up() {
         let volume = dir.join("k8s-secret");
         let wrong = std::fs::read(fixture("other-app-key.pkcs8.pem")).unwrap();
         let path = k8s_secret_volume(&volume, "app-key.pem", "2026_11_24_v1", &wrong);
-        env.insert("GITHUB_APP_PRIVATE_KEY_PATH".into(), path.display().to_string());
+        env.insert(
+            "GITHUB_APP_PRIVATE_KEY_PATH".into(),
+            path.display().to_string(),
+        );
     })
     .await;
     pod.process
@@ -145,12 +192,20 @@ async fn app_key_swapped_by_symlink_is_picked_up() {
         .await
         .expect("mint refused with the wrong key");
     let logs = pod.process.logs();
-    assert!(logs.contains("GITHUB_APP_ID"), "the 401 names the setting to check");
+    assert!(
+        logs.contains("GITHUB_APP_ID"),
+        "the 401 names the setting to check"
+    );
     assert!(!pod.ready().await);
 
     // The operator rotates the Secret: Kubernetes swaps ..data atomically.
     let right = std::fs::read(fixture("app-key.pem")).unwrap();
-    k8s_secret_volume(&pod.dir.path().join("k8s-secret"), "app-key.pem", "2026_11_24_v2", &right);
+    k8s_secret_volume(
+        &pod.dir.path().join("k8s-secret"),
+        "app-key.pem",
+        "2026_11_24_v2",
+        &right,
+    );
     pod.process
         .wait_for_log("App private key reloaded", Duration::from_secs(5))
         .await
@@ -165,33 +220,56 @@ async fn fallback_token_file_is_served_and_followed() {
     let first = "ghs_operatorManagedToken000000000000001";
     let second = "ghs_operatorManagedToken000000000000002";
     let pod = Pod::start(github, |env, dir| {
-        for var in ["GITHUB_APP_ID", "GITHUB_APP_INSTALLATION_ID", "GITHUB_APP_PRIVATE_KEY_PATH"] {
+        for var in [
+            "GITHUB_APP_ID",
+            "GITHUB_APP_INSTALLATION_ID",
+            "GITHUB_APP_PRIVATE_KEY_PATH",
+        ] {
             env.remove(var);
         }
         let volume = dir.join("token-secret");
         let path = k8s_secret_volume(&volume, "token", "v1", format!("{first}\n").as_bytes());
         env.insert("GITHUB_TOKEN_FILE".into(), path.display().to_string());
-        env.insert("PENGUIN_TOKENATOR_TOKEN_FILE".into(), dir.join("out/token").display().to_string());
+        env.insert(
+            "PENGUIN_TOKENATOR_TOKEN_FILE".into(),
+            dir.join("out/token").display().to_string(),
+        );
     })
     .await;
     pod.wait_ready().await;
     let answer = pod.default_token().await;
     assert_eq!(answer.token, first);
-    assert!(answer.expires_at.is_none(), "a fixed token has no known expiry");
+    assert!(
+        answer.expires_at.is_none(),
+        "a fixed token has no known expiry"
+    );
     assert!(pod.credentials_line().contains(first));
     let token_file = pod.dir.path().join("out/token");
-    assert!(penguin_test_support::eventually(Duration::from_secs(2), || {
-        std::fs::read_to_string(&token_file).unwrap_or_default() == format!("{first}\n")
-    })
-    .await);
-
-    k8s_secret_volume(&pod.dir.path().join("token-secret"), "token", "v2", second.as_bytes());
     assert!(
-        penguin_test_support::eventually(Duration::from_secs(3), || pod.credentials_line().contains(second)).await,
+        penguin_test_support::eventually(Duration::from_secs(2), || {
+            std::fs::read_to_string(&token_file).unwrap_or_default() == format!("{first}\n")
+        })
+        .await
+    );
+
+    k8s_secret_volume(
+        &pod.dir.path().join("token-secret"),
+        "token",
+        "v2",
+        second.as_bytes(),
+    );
+    assert!(
+        penguin_test_support::eventually(Duration::from_secs(3), || pod
+            .credentials_line()
+            .contains(second))
+        .await,
         "the new token did not reach the credentials file"
     );
     assert_eq!(pod.default_token().await.token, second);
-    assert_eq!(std::fs::read_to_string(&token_file).unwrap(), format!("{second}\n"));
+    assert_eq!(
+        std::fs::read_to_string(&token_file).unwrap(),
+        format!("{second}\n")
+    );
     // Down-scoping needs App mode.
     let err = pod
         .client()
@@ -203,5 +281,6 @@ async fn fallback_token_file_is_served_and_followed() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
-    pod.process.assert_no_leak(&[first.to_string(), second.to_string()]);
+    pod.process
+        .assert_no_leak(&[first.to_string(), second.to_string()]);
 }

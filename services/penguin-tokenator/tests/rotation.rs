@@ -18,9 +18,26 @@ const TTL: Duration = Duration::from_secs(3);
 /// Clones the repository with credentials coming from `helper`.
 fn clone_with_helper(pod: &Pod, helper: &str) -> std::path::PathBuf {
     let work = pod.dir.path().join("work");
-    git_ok(pod.dir.path(), &pod.home, &["config", "--global", "credential.helper", helper]);
-    git_ok(pod.dir.path(), &pod.home, &["config", "--global", "init.defaultBranch", "main"]);
-    git_ok(pod.dir.path(), &pod.home, &["clone", "-q", &pod.github.repo_url(), work.to_str().unwrap()]);
+    git_ok(
+        pod.dir.path(),
+        &pod.home,
+        &["config", "--global", "credential.helper", helper],
+    );
+    git_ok(
+        pod.dir.path(),
+        &pod.home,
+        &["config", "--global", "init.defaultBranch", "main"],
+    );
+    git_ok(
+        pod.dir.path(),
+        &pod.home,
+        &[
+            "clone",
+            "-q",
+            &pod.github.repo_url(),
+            work.to_str().unwrap(),
+        ],
+    );
     work
 }
 
@@ -31,8 +48,16 @@ async fn push_loop(work: &Path, home: &Path, duration: Duration) -> (usize, Vec<
     while tokio::time::Instant::now() < deadline {
         std::fs::write(work.join("counter.txt"), pushes.to_string()).unwrap();
         git_ok(work, home, &["add", "counter.txt"]);
-        git_ok(work, home, &["commit", "-q", "-m", &format!("push {pushes}")]);
-        let out = git(work, home, &["push", "-q", "origin", "HEAD:refs/heads/main"]);
+        git_ok(
+            work,
+            home,
+            &["commit", "-q", "-m", &format!("push {pushes}")],
+        );
+        let out = git(
+            work,
+            home,
+            &["push", "-q", "origin", "HEAD:refs/heads/main"],
+        );
         if out.status.success() {
             pushes += 1;
         } else {
@@ -56,14 +81,22 @@ async fn git_cli_pushes_never_fail_across_many_rotations_with_the_store_file() {
 
     let (pushes, failures) = push_loop(&work, &pod.home, Duration::from_secs(16)).await;
     let rotations = pod.github.standin.mint_requests().len();
-    assert!(failures.is_empty(), "{} failed pushes: {failures:?}", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} failed pushes: {failures:?}",
+        failures.len()
+    );
     assert!(pushes >= 10, "only {pushes} pushes");
     assert!(rotations >= 6, "only {rotations} tokens minted");
     assert_eq!(pod.github.standin.git_auth_failures(), 0);
     assert!(pod.github.standin.git_pushes() >= pushes);
     // git's store helper never saw a broken file: the line is intact.
     let line = pod.credentials_line();
-    assert!(line.starts_with("http://x-access-token:ghs_") && line.ends_with('\n') && line.lines().count() == 1);
+    assert!(
+        line.starts_with("http://x-access-token:ghs_")
+            && line.ends_with('\n')
+            && line.lines().count() == 1
+    );
     pod.assert_no_token_in_logs();
 }
 
@@ -103,20 +136,33 @@ async fn git2_pushes_with_the_current_token_across_rotations() {
     let mut pushes = 0;
     while tokio::time::Instant::now() < deadline {
         // A commit with one file whose content changes each time.
-        let blob = repo.blob(format!("git2 push {pushes}\n").as_bytes()).unwrap();
+        let blob = repo
+            .blob(format!("git2 push {pushes}\n").as_bytes())
+            .unwrap();
         let mut tree = repo.treebuilder(None).unwrap();
         tree.insert("git2.txt", blob, 0o100644).unwrap();
         let tree = repo.find_tree(tree.write().unwrap()).unwrap();
-        let parents: Vec<git2::Commit> = parent.iter().map(|p| repo.find_commit(*p).unwrap()).collect();
+        let parents: Vec<git2::Commit> = parent
+            .iter()
+            .map(|p| repo.find_commit(*p).unwrap())
+            .collect();
         let parent_refs: Vec<&git2::Commit> = parents.iter().collect();
         let commit = repo
-            .commit(Some("refs/heads/git2"), &sig, &sig, &format!("git2 {pushes}"), &tree, &parent_refs)
+            .commit(
+                Some("refs/heads/git2"),
+                &sig,
+                &sig,
+                &format!("git2 {pushes}"),
+                &tree,
+                &parent_refs,
+            )
             .unwrap();
         parent = Some(commit);
 
         let token = pod.default_token().await.token;
         let mut callbacks = git2::RemoteCallbacks::new();
-        callbacks.credentials(move |_, _, _| git2::Cred::userpass_plaintext("x-access-token", &token));
+        callbacks
+            .credentials(move |_, _, _| git2::Cred::userpass_plaintext("x-access-token", &token));
         let mut options = git2::PushOptions::new();
         options.remote_callbacks(callbacks);
         let mut remote = repo.remote_anonymous(&pod.github.repo_url()).unwrap();
@@ -155,7 +201,11 @@ async fn watch_token_sees_every_rotation() {
         assert!(pod.github.standin.is_token_live(&next.token));
         seen.push(next.token);
     }
-    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 4, "every message is a new token");
+    assert_eq!(
+        seen.iter().collect::<HashSet<_>>().len(),
+        4,
+        "every message is a new token"
+    );
     // The store file follows the rotations: it no longer holds a rotated-out token.
     let rotated_out = &seen[..3];
     assert!(
@@ -179,7 +229,9 @@ async fn credentials_file_is_restored_after_deletion_and_git_erase() {
 
     std::fs::remove_file(&pod.credentials).unwrap();
     assert!(
-        penguin_test_support::eventually(Duration::from_secs(2), || pod.credentials_line() == expected).await,
+        penguin_test_support::eventually(Duration::from_secs(2), || pod.credentials_line()
+            == expected)
+        .await,
         "not restored after deletion"
     );
 
@@ -197,11 +249,15 @@ async fn credentials_file_is_restored_after_deletion_and_git_erase() {
         .stdin
         .take()
         .unwrap()
-        .write_all(format!("protocol={scheme}\nhost={host}\nusername=x-access-token\n\n").as_bytes())
+        .write_all(
+            format!("protocol={scheme}\nhost={host}\nusername=x-access-token\n\n").as_bytes(),
+        )
         .unwrap();
     assert!(erase.wait().unwrap().success());
     assert!(
-        penguin_test_support::eventually(Duration::from_secs(2), || pod.credentials_line() == expected).await,
+        penguin_test_support::eventually(Duration::from_secs(2), || pod.credentials_line()
+            == expected)
+        .await,
         "not restored after git erased the line"
     );
     let (_, metrics) = pod.http_get("/metrics").await;

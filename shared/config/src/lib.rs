@@ -144,7 +144,10 @@ mod tests {
 
     #[test]
     fn repository_must_be_owner_slash_repo() {
-        assert_eq!(parse_repository("octo-org/hello-world"), Ok(("octo-org", "hello-world")));
+        assert_eq!(
+            parse_repository("octo-org/hello-world"),
+            Ok(("octo-org", "hello-world"))
+        );
         for bad in ["", "octo", "/repo", "owner/", "a/b/c", "a b/c"] {
             assert!(parse_repository(bad).is_err(), "{bad:?}");
         }
@@ -158,11 +161,18 @@ mod tests {
             github_repository: None,
         };
         let err = endpoints.validate().unwrap_err();
-        assert!(err.to_string().starts_with("GITHUB_API_URL is invalid"), "{err}");
+        assert!(
+            err.to_string().starts_with("GITHUB_API_URL is invalid"),
+            "{err}"
+        );
         endpoints.github_api_url = "http://127.0.0.1:9000".into();
         endpoints.validate().unwrap();
         assert_eq!(endpoints.server_origin(), "https://github.com");
         endpoints.github_repository = Some("nope".into());
-        assert!(endpoints.validate().unwrap_err().to_string().contains("GITHUB_REPOSITORY"));
+        assert!(endpoints
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("GITHUB_REPOSITORY"));
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::{
     error::Hints,
-    http::{Auth, GitHubHttp},
+    http::{Auth, Call, GitHubHttp},
     key::AppKey,
     retry::RetryPolicy,
     GitHubError, InstallationToken, Token, TokenScope,
@@ -12,7 +12,11 @@ use chrono::{DateTime, Utc};
 use http::Method;
 use jsonwebtoken::{Algorithm, Header};
 use serde::{Deserialize, Serialize};
-use std::{collections::BTreeMap, sync::Arc, time::{Duration, SystemTime, UNIX_EPOCH}};
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 /// GitHub tolerates `iat` this far in the past, which absorbs small skew.
 const IAT_BACKDATE: Duration = Duration::from_secs(60);
@@ -37,7 +41,10 @@ pub struct AppInfo {
 impl AppInfo {
     /// The commit e-mail GitHub attributes to the bot.
     pub fn bot_email(&self) -> String {
-        format!("{}+{}@users.noreply.github.com", self.bot_user_id, self.bot_login)
+        format!(
+            "{}+{}@users.noreply.github.com",
+            self.bot_user_id, self.bot_login
+        )
     }
 }
 
@@ -127,8 +134,12 @@ impl AppClient {
             exp: (now + JWT_LIFETIME).as_secs(),
             iss: &self.issuer,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, self.key.encoding_key())
-            .map_err(|e| GitHubError::Jwt(e.to_string()))
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::RS256),
+            &claims,
+            self.key.encoding_key(),
+        )
+        .map_err(|e| GitHubError::Jwt(e.to_string()))
     }
 
     /// One App-authenticated call with retries. A 401 right after GitHub's
@@ -145,10 +156,15 @@ impl AppClient {
         loop {
             let offset_before = self.http.clock().offset_ms();
             let jwt = self.jwt()?;
-            let result = self
-                .http
-                .call(&self.retry, what, method.clone(), path, Auth::Jwt(&jwt), body, hints)
-                .await;
+            let call = Call {
+                what,
+                method: method.clone(),
+                path,
+                auth: Auth::Jwt(&jwt),
+                body,
+                hints,
+            };
+            let result = self.http.call(&self.retry, call).await;
             match result {
                 Err(GitHubError::Unauthorized { .. })
                     if skew_retry_left && self.http.clock().offset_ms() != offset_before =>
@@ -185,7 +201,8 @@ impl AppClient {
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect(),
         };
-        let body = serde_json::to_value(&request).map_err(|e| GitHubError::decode("token request", e))?;
+        let body =
+            serde_json::to_value(&request).map_err(|e| GitHubError::decode("token request", e))?;
         let path = format!("/app/installations/{}/access_tokens", scope.installation_id);
         let response = self
             .app_call(
@@ -201,7 +218,10 @@ impl AppClient {
             .await?;
         let answer: AccessTokenAnswer = serde_json::from_slice(&response.body)
             .map_err(|e| GitHubError::decode("create installation token", e))?;
-        let expires_at = self.http.clock().to_local(SystemTime::from(answer.expires_at));
+        let expires_at = self
+            .http
+            .clock()
+            .to_local(SystemTime::from(answer.expires_at));
         Ok(InstallationToken {
             token: Token::new(answer.token),
             installation_id: scope.installation_id,
@@ -220,7 +240,11 @@ impl AppClient {
 
     /// The installation that covers `owner/repo`
     /// (`GET /repos/{owner}/{repo}/installation`).
-    pub async fn repository_installation(&self, owner: &str, repo: &str) -> Result<u64, GitHubError> {
+    pub async fn repository_installation(
+        &self,
+        owner: &str,
+        repo: &str,
+    ) -> Result<u64, GitHubError> {
         let path = format!("/repos/{owner}/{repo}/installation");
         let response = self
             .app_call(
@@ -234,15 +258,18 @@ impl AppClient {
                 ),
             )
             .await?;
-        let installation: octocrab::models::Installation = serde_json::from_slice(&response.body)
-            .map_err(|e| GitHubError::decode("find repository installation", e))?;
+        let installation: octocrab::models::Installation =
+            serde_json::from_slice(&response.body)
+                .map_err(|e| GitHubError::decode("find repository installation", e))?;
         Ok(installation.id.0)
     }
 
     /// The App and its bot user (`GET /app`, `GET /users/<slug>[bot]`).
     pub async fn app_info(&self) -> Result<AppInfo, GitHubError> {
         let hints = self.jwt_hints("the App was not found", "");
-        let response = self.app_call("get app", Method::GET, "/app", None, &hints).await?;
+        let response = self
+            .app_call("get app", Method::GET, "/app", None, &hints)
+            .await?;
         let app: octocrab::models::apps::App = serde_json::from_slice(&response.body)
             .map_err(|e| GitHubError::decode("get app", e))?;
         let slug = app
@@ -254,14 +281,16 @@ impl AppClient {
             .http
             .call(
                 &self.retry,
-                "get bot user",
-                Method::GET,
-                &format!("/users/{slug}%5Bbot%5D"),
-                Auth::None,
-                None,
-                &Hints {
-                    not_found: "the App's bot user does not exist",
-                    ..Hints::default()
+                Call {
+                    what: "get bot user",
+                    method: Method::GET,
+                    path: &format!("/users/{slug}%5Bbot%5D"),
+                    auth: Auth::None,
+                    body: None,
+                    hints: &Hints {
+                        not_found: "the App's bot user does not exist",
+                        ..Hints::default()
+                    },
                 },
             )
             .await?;

@@ -39,6 +39,17 @@ pub enum Auth<'a> {
     Token(&'a Token),
 }
 
+/// One REST call: what it is for (in logs), the request, and the hints that
+/// explain a 401/403/404/422.
+pub(crate) struct Call<'a> {
+    pub what: &'static str,
+    pub method: Method,
+    pub path: &'a str,
+    pub auth: Auth<'a>,
+    pub body: Option<&'a serde_json::Value>,
+    pub hints: &'a Hints,
+}
+
 /// A complete answer: status, headers and the whole body.
 #[derive(Debug)]
 pub struct Response {
@@ -106,13 +117,14 @@ impl GitHubHttp {
         if let Some(value) = authorization(auth)? {
             builder = builder.header(header::AUTHORIZATION, value);
         }
-        let request = self
-            .crab
-            .build_request(builder, body)
-            .map_err(|e| GitHubError::Transport(penguin_telemetry::redact(&e.to_string()).into_owned()))?;
+        let request = self.crab.build_request(builder, body).map_err(|e| {
+            GitHubError::Transport(penguin_telemetry::redact(&e.to_string()).into_owned())
+        })?;
         let call = async {
             let response = self.crab.execute(request).await.map_err(|e| {
-                GitHubError::Transport(penguin_telemetry::redact(&describe_octocrab(&e)).into_owned())
+                GitHubError::Transport(
+                    penguin_telemetry::redact(&describe_octocrab(&e)).into_owned(),
+                )
             })?;
             let (parts, body) = response.into_parts();
             let body = body
@@ -134,22 +146,17 @@ impl GitHubHttp {
     }
 
     /// Like [`send`](Self::send) with retries per `policy`, mapping a final
-    /// non-success status to an error with `hints`.
+    /// non-success status to an error with the call's hints.
     pub(crate) async fn call(
         &self,
         policy: &RetryPolicy,
-        what: &'static str,
-        method: Method,
-        path: &str,
-        auth: Auth<'_>,
-        body: Option<&serde_json::Value>,
-        hints: &Hints,
+        call: Call<'_>,
     ) -> Result<Response, GitHubError> {
-        let response = retry::run(policy, &self.clock, what, || {
-            self.send(method.clone(), path, auth, body)
+        let response = retry::run(policy, &self.clock, call.what, || {
+            self.send(call.method.clone(), call.path, call.auth, call.body)
         })
         .await?;
-        success(response, hints)
+        success(response, call.hints)
     }
 
     /// Waits until a freshly minted token is accepted (GitHub's replication
@@ -188,9 +195,18 @@ impl GitHubHttp {
 
     /// Revokes an installation token (`DELETE /installation/token`). A token
     /// GitHub no longer accepts counts as revoked.
-    pub async fn revoke_token(&self, token: &Token, policy: &RetryPolicy) -> Result<(), GitHubError> {
+    pub async fn revoke_token(
+        &self,
+        token: &Token,
+        policy: &RetryPolicy,
+    ) -> Result<(), GitHubError> {
         let response = retry::run(policy, &self.clock, "revoke token", || {
-            self.send(Method::DELETE, "/installation/token", Auth::Token(token), None)
+            self.send(
+                Method::DELETE,
+                "/installation/token",
+                Auth::Token(token),
+                None,
+            )
         })
         .await?;
         match response.status.as_u16() {
@@ -202,7 +218,10 @@ impl GitHubHttp {
     fn observe(&self, headers: &HeaderMap) {
         if let Some(date) = headers.get(header::DATE).and_then(|v| v.to_str().ok()) {
             if self.clock.observe(date) {
-                tracing::info!(offset_ms = self.clock.offset_ms(), "GitHub's clock differs from ours; correcting");
+                tracing::info!(
+                    offset_ms = self.clock.offset_ms(),
+                    "GitHub's clock differs from ours; correcting"
+                );
             }
         }
         if let Some(remaining) = headers
@@ -210,7 +229,8 @@ impl GitHubHttp {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<i64>().ok())
         {
-            self.rate_limit_remaining.store(remaining, Ordering::Relaxed);
+            self.rate_limit_remaining
+                .store(remaining, Ordering::Relaxed);
         }
     }
 }

@@ -32,7 +32,9 @@ pub struct AppKey {
 
 impl std::fmt::Debug for AppKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppKey").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("AppKey")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -87,13 +89,20 @@ mod tests {
 
     #[test]
     fn rejects_other_content_naming_the_path_without_quoting_it() {
-        for bad in [PUBLIC, "hello", "", "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n"] {
+        for bad in [
+            PUBLIC,
+            "hello",
+            "",
+            "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+        ] {
             let err = AppKey::from_pem(bad.as_bytes(), "/secrets/app.pem".into()).unwrap_err();
             let msg = err.to_string();
             assert!(msg.contains("/secrets/app.pem"), "{msg}");
             assert!(!msg.contains("AAAA") && !msg.contains("MII"), "{msg}");
         }
         let err = AppKey::from_pem_file("/nonexistent/key.pem").unwrap_err();
-        assert!(err.to_string().contains("cannot read private key /nonexistent/key.pem"));
+        assert!(err
+            .to_string()
+            .contains("cannot read private key /nonexistent/key.pem"));
     }
 }

@@ -22,6 +22,4 @@ pub use error::GitHubError;
 pub use http::{Auth, GitHubHttp, HttpSettings};
 pub use key::{AppKey, KeyError};
 pub use retry::RetryPolicy;
-pub use token::{
-    InstallationToken, PermissionLevel, Permissions, ScopeError, Token, TokenScope,
-};
+pub use token::{InstallationToken, PermissionLevel, Permissions, ScopeError, Token, TokenScope};

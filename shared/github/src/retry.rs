@@ -69,14 +69,15 @@ fn rate_limit_wait(resp: &Response, clock: &ServerClock) -> Option<Option<Durati
     if header_u64(resp, "x-ratelimit-remaining") == Some(0) {
         let wait = header_u64(resp, "x-ratelimit-reset").map(|reset| {
             let reset = std::time::UNIX_EPOCH + Duration::from_secs(reset);
-            reset
-                .duration_since(clock.server_now())
-                .unwrap_or_default()
-                + Duration::from_secs(1)
+            reset.duration_since(clock.server_now()).unwrap_or_default() + Duration::from_secs(1)
         });
         return Some(wait);
     }
-    if status == 429 || github_message(&resp.body).to_ascii_lowercase().contains("rate limit") {
+    if status == 429
+        || github_message(&resp.body)
+            .to_ascii_lowercase()
+            .contains("rate limit")
+    {
         return Some(None);
     }
     None
@@ -117,7 +118,8 @@ where
             Err(_) => return outcome,
         };
         n += 1;
-        let wait = hinted_wait.map_or_else(|| policy.backoff(n - 1), |h| h.max(policy.backoff(n - 1)));
+        let wait =
+            hinted_wait.map_or_else(|| policy.backoff(n - 1), |h| h.max(policy.backoff(n - 1)));
         if n >= policy.max_attempts || wait > policy.max_wait {
             return Err(final_error(outcome, wait));
         }
@@ -179,7 +181,10 @@ mod tests {
     fn classifies_rate_limits_and_server_errors() {
         let clock = ServerClock::new();
         let ra = resp(403, &[("retry-after", "7".into())], "{}");
-        assert_eq!(rate_limit_wait(&ra, &clock), Some(Some(Duration::from_secs(7))));
+        assert_eq!(
+            rate_limit_wait(&ra, &clock),
+            Some(Some(Duration::from_secs(7)))
+        );
         let reset = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -187,18 +192,38 @@ mod tests {
             + 30;
         let primary = resp(
             403,
-            &[("x-ratelimit-remaining", "0".into()), ("x-ratelimit-reset", reset.to_string())],
+            &[
+                ("x-ratelimit-remaining", "0".into()),
+                ("x-ratelimit-reset", reset.to_string()),
+            ],
             r#"{"message":"API rate limit exceeded"}"#,
         );
         let wait = rate_limit_wait(&primary, &clock).unwrap().unwrap();
-        assert!(wait >= Duration::from_secs(29) && wait <= Duration::from_secs(32), "{wait:?}");
-        let secondary = resp(403, &[], r#"{"message":"You have exceeded a secondary rate limit"}"#);
+        assert!(
+            wait >= Duration::from_secs(29) && wait <= Duration::from_secs(32),
+            "{wait:?}"
+        );
+        let secondary = resp(
+            403,
+            &[],
+            r#"{"message":"You have exceeded a secondary rate limit"}"#,
+        );
         assert_eq!(rate_limit_wait(&secondary, &clock), Some(None));
-        let forbidden = resp(403, &[], r#"{"message":"This installation has been suspended"}"#);
+        let forbidden = resp(
+            403,
+            &[],
+            r#"{"message":"This installation has been suspended"}"#,
+        );
         assert!(rate_limit_wait(&forbidden, &clock).is_none());
         assert!(matches!(verdict(&forbidden, &clock), Verdict::Done));
-        assert!(matches!(verdict(&resp(502, &[], ""), &clock), Verdict::RetryAfter(None)));
-        assert!(matches!(verdict(&resp(422, &[], ""), &clock), Verdict::Done));
+        assert!(matches!(
+            verdict(&resp(502, &[], ""), &clock),
+            Verdict::RetryAfter(None)
+        ));
+        assert!(matches!(
+            verdict(&resp(422, &[], ""), &clock),
+            Verdict::Done
+        ));
     }
 
     #[test]
@@ -206,7 +231,10 @@ mod tests {
         let p = RetryPolicy::default();
         for attempt in 0..20 {
             let b = p.backoff(attempt);
-            let full = p.initial_backoff.saturating_mul(1 << attempt.min(16)).min(p.max_backoff);
+            let full = p
+                .initial_backoff
+                .saturating_mul(1 << attempt.min(16))
+                .min(p.max_backoff);
             assert!(b >= full / 2 && b <= full, "{attempt}: {b:?}");
         }
     }
@@ -226,7 +254,9 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(calls, 1);
-        assert!(matches!(err, GitHubError::RateLimited { retry_after, .. } if retry_after >= Duration::from_secs(60)));
+        assert!(
+            matches!(err, GitHubError::RateLimited { retry_after, .. } if retry_after >= Duration::from_secs(60))
+        );
     }
 
     #[tokio::test]

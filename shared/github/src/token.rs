@@ -157,10 +157,9 @@ impl TokenScope {
             || (!self.repositories.is_empty() && self.repositories.is_subset(&outer.repositories));
         let perms_ok = outer.permissions.is_empty()
             || (!self.permissions.is_empty()
-                && self
-                    .permissions
-                    .iter()
-                    .all(|(name, level)| outer.permissions.get(name).is_some_and(|max| level <= max)));
+                && self.permissions.iter().all(|(name, level)| {
+                    outer.permissions.get(name).is_some_and(|max| level <= max)
+                }));
         repos_ok && perms_ok
     }
 
@@ -169,7 +168,11 @@ impl TokenScope {
         let repos = if self.repositories.is_empty() {
             "*".to_string()
         } else {
-            self.repositories.iter().cloned().collect::<Vec<_>>().join(",")
+            self.repositories
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(",")
         };
         let perms = if self.permissions.is_empty() {
             "*".to_string()
@@ -180,7 +183,10 @@ impl TokenScope {
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        format!("installation={} repos={repos} perms={perms}", self.installation_id)
+        format!(
+            "installation={} repos={repos} perms={perms}",
+            self.installation_id
+        )
     }
 }
 

@@ -32,11 +32,17 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let make_writer = RedactingWriter::stderr;
     // Colour only for a person at a terminal; log collectors get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
         LogFormat::Text => registry
-            .with(fmt::layer().with_writer(make_writer).with_target(true).with_ansi(ansi))
+            .with(
+                fmt::layer()
+                    .with_writer(make_writer)
+                    .with_target(true)
+                    .with_ansi(ansi),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(

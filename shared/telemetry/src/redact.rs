@@ -108,10 +108,7 @@ mod tests {
         let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nabc\n-----END RSA PRIVATE KEY-----";
         assert_eq!(redact(&format!("key: {pem} end")), "key: [REDACTED] end");
         let url = "https://x-access-token:ghs_16C7e42F292c6912E7710c838347Ae178B4a@github.com";
-        assert_eq!(
-            redact(url),
-            "https://x-access-token:[REDACTED]@github.com"
-        );
+        assert_eq!(redact(url), "https://x-access-token:[REDACTED]@github.com");
     }
 
     #[test]

@@ -1,11 +1,10 @@
 //! The HTTP server: routing, common headers, authentication and the REST handlers.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::middleware::{self, Next};
@@ -21,11 +20,12 @@ use tokio::task::JoinSet;
 use tower::ServiceExt as _;
 
 use crate::auth::{self, Credential};
-use crate::objects::{self, level_rank};
-use crate::state::{RateSnapshot, RepoInfo, Shared, TokenRecord};
-use crate::{git, Fault, MintRecord};
+use crate::git;
+use crate::objects;
+use crate::state::{RateSnapshot, Shared, TokenRecord};
 
-type AppState = State<Arc<Shared>>;
+/// The router state extractor.
+pub(crate) type AppState = State<Arc<Shared>>;
 
 /// Addresses of the connection a request arrived on (a request extension).
 #[derive(Debug, Clone, Copy)]
@@ -76,7 +76,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/app", get(get_app))
         .route("/app/installations", get(list_installations))
         .route("/app/installations/{id}", get(get_installation))
-        .route("/app/installations/{id}/access_tokens", post(mint))
+        .route(
+            "/app/installations/{id}/access_tokens",
+            post(crate::mint::mint),
+        )
         .route("/repos/{owner}/{repo}", get(get_repo))
         .route("/repos/{owner}/{repo}/installation", get(repo_installation))
         .route("/users/{login}", get(get_user))
@@ -134,13 +137,13 @@ fn request_id() -> String {
 /// A GitHub-shaped error.
 #[derive(Debug)]
 pub(crate) struct ApiError {
-    status: StatusCode,
-    message: String,
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             message: message.into(),
@@ -148,19 +151,19 @@ impl ApiError {
         }
     }
 
-    fn not_found() -> Self {
+    pub(crate) fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "Not Found")
     }
 
-    fn bad_credentials() -> Self {
+    pub(crate) fn bad_credentials() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "Bad credentials")
     }
 
-    fn unprocessable(message: impl Into<String>) -> Self {
+    pub(crate) fn unprocessable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
     }
 
-    fn header(mut self, name: &'static str, value: impl ToString) -> Self {
+    pub(crate) fn header(mut self, name: &'static str, value: impl ToString) -> Self {
         if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
             self.headers.push((HeaderName::from_static(name), v));
         }
@@ -182,7 +185,7 @@ impl IntoResponse for ApiError {
 }
 
 /// A JSON response with GitHub's content type.
-fn json_response(status: StatusCode, body: &Value) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut resp = (status, bytes).into_response();
     resp.headers_mut().insert(
@@ -193,7 +196,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 }
 
 /// `http://<Host>` as the client addressed us, for URLs in bodies.
-fn base_url(req_headers: &HeaderMap) -> String {
+pub(crate) fn base_url(req_headers: &HeaderMap) -> String {
     let host = req_headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -209,7 +212,7 @@ fn base_url(req_headers: &HeaderMap) -> String {
 }
 
 /// Who authenticated a request.
-enum Who {
+pub(crate) enum Who {
     /// The App, with a valid JWT.
     App,
     /// An installation token.
@@ -217,14 +220,14 @@ enum Who {
 }
 
 /// An authenticated caller and its rate-limit window.
-struct Authed {
+pub(crate) struct Authed {
     who: Who,
     rate: RateSnapshot,
 }
 
 /// Which credentials a route accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Accept {
+pub(crate) enum Accept {
     /// App JWT only.
     Jwt,
     /// Installation token only.
@@ -242,7 +245,7 @@ fn token_identity(token: &str) -> String {
 
 /// An identified caller before rate limiting: who, the rate-limit identity, and the message
 /// for an exhausted limit.
-struct Identified {
+pub(crate) struct Identified {
     who: Who,
     identity: String,
     rate_message: String,
@@ -263,7 +266,7 @@ fn authenticate(
 }
 
 /// Checks the credentials. `Ok(None)` is an anonymous request on an [`Accept::Any`] route.
-fn identify(
+pub(crate) fn identify(
     shared: &Shared,
     headers: &HeaderMap,
     accept: Accept,
@@ -323,7 +326,7 @@ fn identify(
 }
 
 /// Applies the rate limit to an identified caller (counting the request with `consume`).
-fn charge(shared: &Shared, id: Identified, consume: bool) -> Result<Authed, ApiError> {
+pub(crate) fn charge(shared: &Shared, id: Identified, consume: bool) -> Result<Authed, ApiError> {
     let rate = if consume {
         shared.consume_rate(&id.identity)
     } else {
@@ -361,7 +364,7 @@ fn add_rate_headers(headers: &mut HeaderMap, rate: &RateSnapshot) {
 }
 
 /// Turns a handler result into a response carrying the caller's rate-limit headers.
-fn finish(authed: Option<&Authed>, result: Result<Response, ApiError>) -> Response {
+pub(crate) fn finish(authed: Option<&Authed>, result: Result<Response, ApiError>) -> Response {
     let mut resp = result.unwrap_or_else(IntoResponse::into_response);
     if let Some(a) = authed {
         add_rate_headers(resp.headers_mut(), &a.rate);
@@ -641,336 +644,9 @@ async fn rate_limit(State(shared): AppState, headers: HeaderMap) -> Response {
     }
 }
 
-/// The scoping a mint request asked for.
-#[derive(Debug, Default)]
-struct MintBody {
-    repositories: Option<Value>,
-    repository_ids: Option<Value>,
-    permissions: Option<Value>,
-}
-
-/// Parses a mint body: `Err(400 message)` for malformed JSON, `Err(422)` for a non-object.
-fn parse_mint_body(body: &[u8]) -> Result<MintBody, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(MintBody::default());
-    }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "Problems parsing JSON"))?;
-    match value {
-        Value::Null => Ok(MintBody::default()),
-        Value::Object(mut m) => Ok(MintBody {
-            repositories: m.remove("repositories"),
-            repository_ids: m.remove("repository_ids"),
-            permissions: m.remove("permissions"),
-        }),
-        other => Err(ApiError::unprocessable(format!(
-            "Invalid request.\n\n{other} is not an object."
-        ))),
-    }
-}
-
-/// The requested repository names, if they are a list of strings.
-fn requested_names(body: &MintBody) -> Option<Vec<String>> {
-    body.repositories.as_ref()?.as_array().map(|a| {
-        a.iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect()
-    })
-}
-
-/// The requested permissions, if they are an object of strings.
-fn requested_permissions(body: &MintBody) -> Option<BTreeMap<String, String>> {
-    body.permissions.as_ref()?.as_object().map(|m| {
-        m.iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-            .collect()
-    })
-}
-
-/// The response for an injected fault, or `None` to answer normally (after any delay).
-async fn apply_fault(shared: &Shared, fault: Option<Fault>) -> Option<ApiError> {
-    const SECONDARY: &str = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID.";
-    match fault? {
-        Fault::Delay(d) => {
-            tokio::time::sleep(d).await;
-            None
-        }
-        Fault::Status(code) => {
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let message = status.canonical_reason().unwrap_or("Server Error");
-            Some(ApiError::new(status, message))
-        }
-        Fault::RateLimited { retry_after_secs } => Some(
-            ApiError::new(StatusCode::FORBIDDEN, SECONDARY).header("retry-after", retry_after_secs),
-        ),
-        Fault::TooManyRequests { retry_after_secs } => Some(
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, SECONDARY)
-                .header("retry-after", retry_after_secs),
-        ),
-        Fault::PrimaryRateLimit { reset_in_secs } => {
-            let limit = shared.rate_limit_per_hour;
-            let reset = shared
-                .now()
-                .timestamp()
-                .saturating_add(i64::try_from(reset_in_secs).unwrap_or(i64::MAX / 2));
-            Some(
-                ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    format!("API rate limit exceeded for app ID {}.", shared.app_id),
-                )
-                .header("x-ratelimit-limit", limit)
-                .header("x-ratelimit-remaining", 0)
-                .header("x-ratelimit-used", limit)
-                .header("x-ratelimit-reset", reset)
-                .header("x-ratelimit-resource", "core"),
-            )
-        }
-    }
-}
-
-/// `POST /app/installations/{id}/access_tokens`.
-async fn mint(
-    State(shared): AppState,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
-    body: Bytes,
-) -> Response {
-    let base = base_url(&headers);
-    let identified = match identify(&shared, &headers, Accept::Jwt) {
-        Ok(Some(i)) => i,
-        Ok(None) => return ApiError::not_found().into_response(),
-        Err(e) => return e.into_response(),
-    };
-    let installation_id = id.ok().and_then(|Path(id)| id.parse::<u64>().ok());
-    let parsed = parse_mint_body(&body);
-    let index = installation_id.map(|installation_id| {
-        let (repositories, permissions) = match &parsed {
-            Ok(b) => (requested_names(b), requested_permissions(b)),
-            Err(_) => (None, None),
-        };
-        shared.with(|s| {
-            s.mints.push(MintRecord {
-                installation_id,
-                repositories,
-                permissions,
-                status: 499,
-            });
-            s.mints.len() - 1
-        })
-    });
-    let record_status = |status: StatusCode| {
-        if let Some(index) = index {
-            shared.with(|s| {
-                if let Some(record) = s.mints.get_mut(index) {
-                    record.status = status.as_u16();
-                }
-            });
-        }
-    };
-    let authed = match charge(&shared, identified, true) {
-        Ok(a) => a,
-        Err(e) => {
-            record_status(e.status);
-            return e.into_response();
-        }
-    };
-    let Some(installation_id) = installation_id else {
-        return finish(Some(&authed), Err(ApiError::not_found()));
-    };
-    let fault = shared.with(|s| s.faults.pop_front());
-    let result = match apply_fault(&shared, fault).await {
-        Some(err) => Err(err),
-        None => parsed.and_then(|b| issue(&shared, &base, installation_id, &b)),
-    };
-    let resp = finish(Some(&authed), result);
-    record_status(resp.status());
-    resp
-}
-
-/// Validates a mint request against the installation and issues the token.
-fn issue(
-    shared: &Shared,
-    base: &str,
-    installation_id: u64,
-    body: &MintBody,
-) -> Result<Response, ApiError> {
-    let inst = shared
-        .with(|s| s.installation(installation_id).cloned())
-        .filter(|i| !i.deleted)
-        .ok_or_else(ApiError::not_found)?;
-    if inst.suspended_at.is_some() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "This installation has been suspended",
-        ));
-    }
-    let available = shared.repos_of(&inst.spec);
-    let selected = select_repositories(body, &available)?;
-    let permissions = select_permissions(body, &inst.spec.permissions)?;
-    let repos = selected.clone().unwrap_or(available);
-    let (token, expires_at) = shared.issue_token(installation_id, repos, permissions.clone());
-    let mut out = json!({
-        "token": token,
-        "expires_at": objects::timestamp(expires_at),
-        "permissions": permissions,
-        "repository_selection": "selected",
-    });
-    if let Some(selected) = selected {
-        out["repositories"] = Value::Array(
-            selected
-                .iter()
-                .map(|r| objects::repository(shared, base, r))
-                .collect(),
-        );
-    }
-    Ok(json_response(StatusCode::CREATED, &out))
-}
-
-/// The repositories a mint request scopes to (`None`: no scoping).
-fn select_repositories(
-    body: &MintBody,
-    available: &[RepoInfo],
-) -> Result<Option<Vec<RepoInfo>>, ApiError> {
-    const INACCESSIBLE: &str = "There is at least one repository that does not exist or is not accessible to the parent installation.";
-    let mut wanted: Vec<RepoInfo> = Vec::new();
-    let mut any = false;
-    if let Some(value) = &body.repositories {
-        let names = value.as_array().ok_or_else(|| {
-            ApiError::unprocessable(format!(
-                "Invalid request.\n\nFor 'properties/repositories', {value} is not an array."
-            ))
-        })?;
-        any = true;
-        for name in names {
-            let name = name.as_str().ok_or_else(|| {
-                ApiError::unprocessable(format!(
-                    "Invalid request.\n\nFor 'items', {name} is not a string."
-                ))
-            })?;
-            let repo = available
-                .iter()
-                .find(|r| r.name.eq_ignore_ascii_case(name))
-                .ok_or_else(|| ApiError::unprocessable(INACCESSIBLE))?;
-            wanted.push(repo.clone());
-        }
-    }
-    if let Some(value) = &body.repository_ids {
-        let ids = value.as_array().ok_or_else(|| {
-            ApiError::unprocessable(format!(
-                "Invalid request.\n\nFor 'properties/repository_ids', {value} is not an array."
-            ))
-        })?;
-        any = true;
-        for id in ids {
-            let id = id.as_u64().ok_or_else(|| {
-                ApiError::unprocessable(format!(
-                    "Invalid request.\n\nFor 'items', {id} is not an integer."
-                ))
-            })?;
-            let repo = available
-                .iter()
-                .find(|r| r.id == id)
-                .ok_or_else(|| ApiError::unprocessable(INACCESSIBLE))?;
-            wanted.push(repo.clone());
-        }
-    }
-    if !any {
-        return Ok(None);
-    }
-    if wanted.len() > 500 {
-        return Err(ApiError::unprocessable(
-            "Too many repositories: at most 500 can be requested.",
-        ));
-    }
-    // Keep the installation's order, without duplicates.
-    let selected: Vec<RepoInfo> = available
-        .iter()
-        .filter(|r| wanted.contains(r))
-        .cloned()
-        .collect();
-    Ok(Some(selected))
-}
-
-/// The permissions a mint request is granted.
-fn select_permissions(
-    body: &MintBody,
-    installation: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>, ApiError> {
-    const NOT_GRANTED: &str = "The permissions requested are not granted to this installation.";
-    let Some(value) = &body.permissions else {
-        return Ok(installation.clone());
-    };
-    let requested = value.as_object().ok_or_else(|| {
-        ApiError::unprocessable(format!(
-            "Invalid request.\n\nFor 'properties/permissions', {value} is not an object."
-        ))
-    })?;
-    if requested.is_empty() {
-        return Ok(installation.clone());
-    }
-    let mut granted = BTreeMap::new();
-    for (name, level) in requested {
-        let level = level.as_str().unwrap_or_default();
-        let have = installation.get(name).map(|l| level_rank(l)).unwrap_or(0);
-        let want = level_rank(level);
-        if want == 0 || want > have {
-            return Err(ApiError::unprocessable(NOT_GRANTED));
-        }
-        granted.insert(name.clone(), level.to_string());
-    }
-    Ok(granted)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn perms(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn permissions_cannot_exceed_the_installation() {
-        let inst = perms(&[("contents", "write"), ("metadata", "read")]);
-        let body = |v: Value| MintBody {
-            permissions: Some(v),
-            ..Default::default()
-        };
-        assert_eq!(
-            select_permissions(&body(json!({"contents": "read"})), &inst).unwrap(),
-            perms(&[("contents", "read")])
-        );
-        assert!(select_permissions(&body(json!({"contents": "admin"})), &inst).is_err());
-        assert!(select_permissions(&body(json!({"metadata": "write"})), &inst).is_err());
-        assert!(select_permissions(&body(json!({"issues": "read"})), &inst).is_err());
-        assert!(select_permissions(&body(json!({"contents": "bogus"})), &inst).is_err());
-        assert!(select_permissions(&body(json!(["contents"])), &inst).is_err());
-        assert_eq!(
-            select_permissions(&MintBody::default(), &inst).unwrap(),
-            inst
-        );
-    }
-
-    #[test]
-    fn mint_bodies_parse() {
-        assert!(parse_mint_body(b"").unwrap().repositories.is_none());
-        assert!(parse_mint_body(b"null").is_ok());
-        let err = parse_mint_body(b"{not json").unwrap_err();
-        assert_eq!(err.status, StatusCode::BAD_REQUEST);
-        assert_eq!(err.message, "Problems parsing JSON");
-        let err = parse_mint_body(b"[1]").unwrap_err();
-        assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
-        let b = parse_mint_body(br#"{"repositories":["a"],"permissions":{"contents":"read"}}"#)
-            .unwrap();
-        assert_eq!(requested_names(&b), Some(vec!["a".to_string()]));
-        assert_eq!(
-            requested_permissions(&b),
-            Some(perms(&[("contents", "read")]))
-        );
-    }
 
     #[test]
     fn query_numbers_parse() {

@@ -17,6 +17,7 @@
 mod api;
 mod auth;
 mod git;
+mod mint;
 mod objects;
 mod state;
 

@@ -57,7 +57,10 @@ impl<'a> SaToken<'a> {
 
     /// Signs it (RS256, with the test key id).
     pub fn sign(&self) -> String {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
         let claims = serde_json::json!({
             "sub": self.subject,
             "aud": [self.audience],
@@ -70,6 +73,11 @@ impl<'a> SaToken<'a> {
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(KID.into());
         let pem = std::fs::read(crate::fixture(self.key_fixture)).expect("fixture");
-        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_rsa_pem(&pem).expect("key")).expect("sign")
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &EncodingKey::from_rsa_pem(&pem).expect("key"),
+        )
+        .expect("sign")
     }
 }

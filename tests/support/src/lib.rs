@@ -20,7 +20,9 @@ pub const REPO: &str = "hello-world";
 
 /// A file under `tests/support/fixtures`.
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
 }
 
 /// The workspace root (for `../shared`).

@@ -22,7 +22,11 @@ pub struct ServiceProcess {
 
 impl ServiceProcess {
     /// Starts `binary` with exactly `env` (plus PATH and HOME) and `args`.
-    pub fn spawn(binary: &Path, args: &[&str], env: &HashMap<String, String>) -> std::io::Result<Self> {
+    pub fn spawn(
+        binary: &Path,
+        args: &[&str],
+        env: &HashMap<String, String>,
+    ) -> std::io::Result<Self> {
         let mut command = Command::new(binary);
         command
             .args(args)
@@ -36,8 +40,14 @@ impl ServiceProcess {
         let mut child = command.spawn()?;
         let logs = Arc::new(Mutex::new(String::new()));
         for stream in [
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
         ]
         .into_iter()
         .flatten()
@@ -67,7 +77,11 @@ impl ServiceProcess {
     pub async fn wait_for_log(&self, marker: &str, timeout: Duration) -> Option<String> {
         let mut found = None;
         crate::eventually(timeout, || {
-            found = self.logs().lines().find(|l| l.contains(marker)).map(str::to_string);
+            found = self
+                .logs()
+                .lines()
+                .find(|l| l.contains(marker))
+                .map(str::to_string);
             found.is_some()
         })
         .await;

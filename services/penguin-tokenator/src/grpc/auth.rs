@@ -10,7 +10,12 @@ use jsonwebtoken::{
     Algorithm, DecodingKey, Validation,
 };
 use serde::Deserialize;
-use std::sync::RwLock;
+use sha2::{Digest, Sha256};
+use std::{
+    collections::HashMap,
+    sync::{Mutex, RwLock},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
 use tonic::{metadata::MetadataMap, Status};
 
 /// Asymmetric algorithms only: a JWKS never holds an HMAC secret we should trust.
@@ -48,15 +53,24 @@ pub fn parse_jwks(source_name: &str, bytes: &[u8]) -> Result<JwkSet, JwksError> 
     Ok(set)
 }
 
+/// A verified JWT is remembered (by its SHA-256) for at most this long and
+/// never past its `exp`: callers reuse their projected token for many calls,
+/// and one hash lookup is far cheaper than an RSA verification.
+const VERIFIED_TTL: Duration = Duration::from_secs(60);
+/// Bound on remembered JWTs; the cache is emptied when full.
+const VERIFIED_MAX: usize = 4096;
+
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    exp: u64,
 }
 
 /// Verifies callers and applies the policy. Keys and policy are swapped in
 /// place when their files change.
 pub struct RemoteAuth {
     keys: RwLock<JwkSet>,
+    verified: Mutex<HashMap<[u8; 32], (String, Instant)>>,
     policy: RwLock<Policy>,
     issuer: String,
     audience: String,
@@ -67,6 +81,7 @@ impl RemoteAuth {
     pub fn new(keys: JwkSet, policy: Policy, issuer: String, audience: String) -> Self {
         RemoteAuth {
             keys: RwLock::new(keys),
+            verified: Mutex::default(),
             policy: RwLock::new(policy),
             issuer,
             audience,
@@ -76,6 +91,11 @@ impl RemoteAuth {
     /// Replaces the JWKS.
     pub fn set_keys(&self, keys: JwkSet) {
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+        // A removed key must stop vouching for the tokens it verified.
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Replaces the policy.
@@ -93,13 +113,41 @@ impl RemoteAuth {
         let header = metadata
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Status::unauthenticated("missing authorization: Bearer <ServiceAccount JWT>"))?;
+            .ok_or_else(|| {
+                Status::unauthenticated("missing authorization: Bearer <ServiceAccount JWT>")
+            })?;
         let jwt = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(|| Status::unauthenticated("authorization must be Bearer <ServiceAccount JWT>"))?
+            .ok_or_else(|| {
+                Status::unauthenticated("authorization must be Bearer <ServiceAccount JWT>")
+            })?
             .trim();
-        let head = decode_header(jwt).map_err(|_| Status::unauthenticated("the bearer token is not a JWT"))?;
+        let digest: [u8; 32] = Sha256::digest(jwt.as_bytes()).into();
+        if let Some((subject, until)) = self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&digest)
+        {
+            if *until > Instant::now() {
+                return Ok(subject.clone());
+            }
+        }
+        let subject = self.verify(jwt)?;
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= VERIFIED_MAX {
+            verified.clear();
+        }
+        verified.insert(digest, (subject.0.clone(), Instant::now() + subject.1));
+        Ok(subject.0)
+    }
+
+    /// Full verification: signature, algorithm, issuer, audience, expiry.
+    /// Returns the subject and how long the result may be remembered.
+    fn verify(&self, jwt: &str) -> Result<(String, Duration), Status> {
+        let head = decode_header(jwt)
+            .map_err(|_| Status::unauthenticated("the bearer token is not a JWT"))?;
         if !ALLOWED_ALGORITHMS.contains(&head.alg) {
             return Err(Status::unauthenticated(format!(
                 "JWT algorithm {:?} is not accepted",
@@ -121,12 +169,17 @@ impl RemoteAuth {
                 ErrorKind::InvalidIssuer => "the JWT's issuer is not trusted",
                 ErrorKind::InvalidSignature => "the JWT's signature does not verify",
                 ErrorKind::ImmatureSignature => "the JWT is not valid yet",
-                ErrorKind::MissingRequiredClaim(_) => "the JWT lacks a required claim (exp, iss, aud, sub)",
+                ErrorKind::MissingRequiredClaim(_) => {
+                    "the JWT lacks a required claim (exp, iss, aud, sub)"
+                }
                 _ => "the JWT is invalid",
             };
             Status::unauthenticated(reason)
         })?;
-        Ok(data.claims.sub)
+        let until_exp = (UNIX_EPOCH + Duration::from_secs(data.claims.exp))
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        Ok((data.claims.sub, until_exp.min(VERIFIED_TTL)))
     }
 
     fn key_for(&self, kid: Option<&str>) -> Result<Jwk, Status> {

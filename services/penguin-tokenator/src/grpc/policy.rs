@@ -70,7 +70,9 @@ impl Rule {
         TokenScope::parse(
             self.installation.unwrap_or(default_installation),
             self.repositories.iter().map(String::as_str),
-            self.permissions.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            self.permissions
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
         )
         .expect("validated at load")
     }
@@ -112,7 +114,9 @@ impl Policy {
             TokenScope::parse(
                 0,
                 rule.repositories.iter().map(String::as_str),
-                rule.permissions.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                rule.permissions
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
             )
             .map_err(|e| format!("rule {i}: {e}"))?;
             rules.push(Rule {
@@ -133,7 +137,11 @@ impl Policy {
         default_installation: u64,
     ) -> Result<TokenScope, String> {
         let mut matched = Vec::new();
-        for rule in self.rules.iter().filter(|r| r.subjects.iter().any(|m| m.is_match(subject))) {
+        for rule in self
+            .rules
+            .iter()
+            .filter(|r| r.subjects.iter().any(|m| m.is_match(subject)))
+        {
             let allowed = rule.scope(default_installation);
             if allowed.installation_id != requested.installation_id {
                 matched.push(allowed);
@@ -154,7 +162,11 @@ impl Policy {
         if matched.is_empty() {
             return Err(format!("no policy rule allows caller {subject}"));
         }
-        let allowed = matched.iter().map(TokenScope::describe).collect::<Vec<_>>().join("; ");
+        let allowed = matched
+            .iter()
+            .map(TokenScope::describe)
+            .collect::<Vec<_>>()
+            .join("; ");
         Err(format!(
             "caller {subject} asked for {} but the policy allows only: {allowed}",
             requested.describe()
@@ -184,25 +196,62 @@ rules:
         let p = Policy::parse(POLICY).unwrap();
         let runner = "system:serviceaccount:agents:runner-7";
         let got = p.authorize(runner, &scope(1001, &[], &[]), 1001).unwrap();
-        assert_eq!(got, scope(1001, &["hello-world"], &[("contents", "write"), ("pull_requests", "write")]));
-        let got = p.authorize(runner, &scope(1001, &[], &[("contents", "read")]), 1001).unwrap();
+        assert_eq!(
+            got,
+            scope(
+                1001,
+                &["hello-world"],
+                &[("contents", "write"), ("pull_requests", "write")]
+            )
+        );
+        let got = p
+            .authorize(runner, &scope(1001, &[], &[("contents", "read")]), 1001)
+            .unwrap();
         assert_eq!(got, scope(1001, &["hello-world"], &[("contents", "read")]));
-        let got = p.authorize("system:serviceaccount:ops:auditor", &scope(2002, &[], &[]), 1001).unwrap();
+        let got = p
+            .authorize(
+                "system:serviceaccount:ops:auditor",
+                &scope(2002, &[], &[]),
+                1001,
+            )
+            .unwrap();
         assert!(got.is_whole_installation());
     }
 
     #[test]
     fn denies_by_default_and_beyond_the_rule_with_reasons() {
         let p = Policy::parse(POLICY).unwrap();
-        let err = p.authorize("system:serviceaccount:other:x", &scope(1001, &[], &[]), 1001).unwrap_err();
+        let err = p
+            .authorize(
+                "system:serviceaccount:other:x",
+                &scope(1001, &[], &[]),
+                1001,
+            )
+            .unwrap_err();
         assert!(err.contains("no policy rule"), "{err}");
         let runner = "system:serviceaccount:agents:runner-7";
-        let err = p.authorize(runner, &scope(1001, &["other-repo"], &[]), 1001).unwrap_err();
-        assert!(err.contains("allows only") && err.contains("hello-world"), "{err}");
-        assert!(p.authorize(runner, &scope(1001, &[], &[("issues", "write")]), 1001).is_err());
+        let err = p
+            .authorize(runner, &scope(1001, &["other-repo"], &[]), 1001)
+            .unwrap_err();
+        assert!(
+            err.contains("allows only") && err.contains("hello-world"),
+            "{err}"
+        );
+        assert!(p
+            .authorize(runner, &scope(1001, &[], &[("issues", "write")]), 1001)
+            .is_err());
         assert!(p.authorize(runner, &scope(2002, &[], &[]), 1001).is_err());
-        assert!(p.authorize("system:serviceaccount:ops:auditor", &scope(1001, &[], &[]), 1001).is_err());
-        assert!(Policy::parse("rules: []\n").unwrap().authorize(runner, &scope(1001, &[], &[]), 1001).is_err());
+        assert!(p
+            .authorize(
+                "system:serviceaccount:ops:auditor",
+                &scope(1001, &[], &[]),
+                1001
+            )
+            .is_err());
+        assert!(Policy::parse("rules: []\n")
+            .unwrap()
+            .authorize(runner, &scope(1001, &[], &[]), 1001)
+            .is_err());
     }
 
     #[test]

@@ -64,7 +64,11 @@ impl TokenGrpc {
             .broker
             .default_installation()
             .ok_or_else(|| Status::unavailable("the default installation is not known yet"))?;
-        let installation_id = match request.installation.as_ref().and_then(|s| s.target.as_ref()) {
+        let installation_id = match request
+            .installation
+            .as_ref()
+            .and_then(|s| s.target.as_ref())
+        {
             None => default,
             Some(Target::InstallationId(id)) => *id,
             Some(Target::Repository(repo)) => self
@@ -76,7 +80,10 @@ impl TokenGrpc {
         let requested = TokenScope::parse(
             installation_id,
             request.repositories.iter().map(String::as_str),
-            request.permissions.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            request
+                .permissions
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
         )
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
         match &self.callers {
@@ -90,7 +97,12 @@ impl TokenGrpc {
         }
     }
 
-    fn respond(&self, caller: &str, scope: &TokenScope, token: &InstallationToken) -> GetTokenResponse {
+    fn respond(
+        &self,
+        caller: &str,
+        scope: &TokenScope,
+        token: &InstallationToken,
+    ) -> GetTokenResponse {
         if self.broker.first_delivery(scope, &token.token, caller) {
             tracing::info!(
                 target: "penguin_tokenator::audit",
@@ -103,7 +115,10 @@ impl TokenGrpc {
             );
         }
         let expires_at = (!self.broker.is_static()).then(|| {
-            let since = token.expires_at.duration_since(UNIX_EPOCH).unwrap_or_default();
+            let since = token
+                .expires_at
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
             prost_types::Timestamp {
                 seconds: since.as_secs() as i64,
                 nanos: since.subsec_nanos() as i32,
@@ -119,13 +134,18 @@ impl TokenGrpc {
         }
     }
 
-    fn record<T>(&self, method: &str, result: Result<T, Status>) -> Result<T, Status> {
-        let code = result.as_ref().map_or_else(|s| s.code(), |_| tonic::Code::Ok);
+    fn record<T>(&self, method: &'static str, result: Result<T, Status>) -> Result<T, Status> {
+        let code = result
+            .as_ref()
+            .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
         self.metrics.grpc(method, code);
         result
     }
 
-    async fn get_token_inner(&self, request: Request<GetTokenRequest>) -> Result<GetTokenResponse, Status> {
+    async fn get_token_inner(
+        &self,
+        request: Request<GetTokenRequest>,
+    ) -> Result<GetTokenResponse, Status> {
         let caller = self.authenticate(request.metadata())?;
         let scope = self.scope(&caller, request.get_ref()).await?;
         let token = self.broker.get(&scope).await.map_err(status_of)?;
@@ -142,11 +162,15 @@ pub fn status_of(err: BrokerError) -> Status {
             GitHubError::NotFound { .. } => Status::not_found(message),
             GitHubError::Forbidden { .. } => Status::permission_denied(message),
             GitHubError::RateLimited { .. } => Status::resource_exhausted(message),
-            GitHubError::Unauthorized { .. } | GitHubError::Jwt(_) => Status::failed_precondition(message),
+            GitHubError::Unauthorized { .. } | GitHubError::Jwt(_) => {
+                Status::failed_precondition(message)
+            }
             _ => Status::unavailable(message),
         },
         BrokerError::NotReady(_) => Status::unavailable(message),
-        BrokerError::Unsupported(_) | BrokerError::DefaultToken => Status::failed_precondition(message),
+        BrokerError::Unsupported(_) | BrokerError::DefaultToken => {
+            Status::failed_precondition(message)
+        }
         BrokerError::Scope(_) => Status::invalid_argument(message),
         BrokerError::TooManyScopes => Status::resource_exhausted(message),
     }
@@ -156,9 +180,16 @@ type TokenStream = Pin<Box<dyn Stream<Item = Result<GetTokenResponse, Status>> +
 
 #[tonic::async_trait]
 impl TokenService for TokenGrpc {
-    async fn get_token(&self, request: Request<GetTokenRequest>) -> Result<Response<GetTokenResponse>, Status> {
+    async fn get_token(
+        &self,
+        request: Request<GetTokenRequest>,
+    ) -> Result<Response<GetTokenResponse>, Status> {
         let span = tracing::debug_span!("grpc", method = "GetToken", listener = self.listener());
-        let result = self.get_token_inner(request).instrument(span).await.map(Response::new);
+        let result = self
+            .get_token_inner(request)
+            .instrument(span)
+            .await
+            .map(Response::new);
         self.record("GetToken", result)
     }
 

@@ -1,8 +1,12 @@
 //! A tokenator process wired to a GitHub stand-in, for the integration tests.
 #![allow(dead_code)]
 
-use penguin_proto::tokenator::v1::{token_service_client::TokenServiceClient, GetTokenRequest, GetTokenResponse};
-use penguin_test_support::{fixture, process::ServiceProcess, GitHub, APP_ID, INSTALLATION_ID, OWNER, REPO};
+use penguin_proto::tokenator::v1::{
+    token_service_client::TokenServiceClient, GetTokenRequest, GetTokenResponse,
+};
+use penguin_test_support::{
+    fixture, process::ServiceProcess, GitHub, APP_ID, INSTALLATION_ID, OWNER, REPO,
+};
 use std::{
     collections::HashMap,
     net::SocketAddr,
@@ -40,8 +44,14 @@ pub fn app_env(github: &GitHub, dir: &Path) -> HashMap<String, String> {
         ("GITHUB_SERVER_URL", github.url()),
         ("GITHUB_REPOSITORY", format!("{OWNER}/{REPO}")),
         ("HOME", home.display().to_string()),
-        ("PENGUIN_GIT_CREDENTIALS_PATH", home.join(".git-credentials").display().to_string()),
-        ("PENGUIN_TOKENATOR_SOCKET", dir.join("run/tokenator.sock").display().to_string()),
+        (
+            "PENGUIN_GIT_CREDENTIALS_PATH",
+            home.join(".git-credentials").display().to_string(),
+        ),
+        (
+            "PENGUIN_TOKENATOR_SOCKET",
+            dir.join("run/tokenator.sock").display().to_string(),
+        ),
         ("PENGUIN_TOKENATOR_HTTP_ADDR", "127.0.0.1:0".to_string()),
         ("PENGUIN_TOKENATOR_GRPC_ADDR", "127.0.0.1:0".to_string()),
         ("PENGUIN_TOKENATOR_PROBE_TIMEOUT_SECS", "10".to_string()),
@@ -54,7 +64,10 @@ pub fn app_env(github: &GitHub, dir: &Path) -> HashMap<String, String> {
 
 impl Pod {
     /// Starts a tokenator in App mode; `configure` may change its environment.
-    pub async fn start(github: GitHub, configure: impl FnOnce(&mut HashMap<String, String>, &Path)) -> Pod {
+    pub async fn start(
+        github: GitHub,
+        configure: impl FnOnce(&mut HashMap<String, String>, &Path),
+    ) -> Pod {
         let dir = tempfile::tempdir().unwrap();
         let mut env = app_env(&github, dir.path());
         configure(&mut env, dir.path());
@@ -77,7 +90,11 @@ impl Pod {
 
     /// gRPC over the Unix socket.
     pub async fn client(&self) -> TokenServiceClient<Channel> {
-        TokenServiceClient::new(penguin_tokenator::client::connect_unix(&self.socket).await.expect("socket"))
+        TokenServiceClient::new(
+            penguin_tokenator::client::connect_unix(&self.socket)
+                .await
+                .expect("socket"),
+        )
     }
 
     /// The default token over the Unix socket.
@@ -99,7 +116,11 @@ impl Pod {
     pub async fn wait_ready(&self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while !self.ready().await {
-            assert!(tokio::time::Instant::now() < deadline, "never ready:\n{}", self.process.logs());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never ready:\n{}",
+                self.process.logs()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -120,7 +141,10 @@ impl Pod {
         let mut raw = String::new();
         stream.read_to_string(&mut raw).await.unwrap();
         let status = raw[9..12].parse().unwrap();
-        let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let body = raw
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         (status, body)
     }
 
@@ -130,7 +154,11 @@ impl Pod {
         assert!(!tokens.is_empty(), "the test minted no token");
         self.process.assert_no_leak(&tokens);
         let key = std::fs::read_to_string(fixture("app-key.pem")).unwrap();
-        let key_body: Vec<String> = key.lines().filter(|l| !l.starts_with("-----")).map(str::to_string).collect();
+        let key_body: Vec<String> = key
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .map(str::to_string)
+            .collect();
         self.process.assert_no_leak(&key_body);
     }
 }
