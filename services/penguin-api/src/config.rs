@@ -1,7 +1,22 @@
-//! penguin-api settings, from flags or environment.
+//! penguin-api settings: flags or environment, validated into [`Settings`].
 
+use penguin_config::ConfigError;
+use penguin_llm::LlmSettings;
 use penguin_telemetry::LogFormat;
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
+
+/// Where agent commands run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunnerKind {
+    /// A subprocess in a scratch copy of the workspace (development, tests).
+    Local,
+    /// A container from `PENGUIN_RUNNER_IMAGE` (untrusted code).
+    Docker,
+}
 
 /// Command line and environment.
 #[derive(Debug, clap::Parser)]
@@ -17,14 +32,179 @@ pub struct Cli {
     /// Port to listen on.
     #[arg(long, env = "PORT", default_value_t = 8000)]
     pub port: u16,
+    /// Accepted API keys, comma-separated.
+    #[arg(
+        long,
+        env = "PENGUIN_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+    /// Require an API key (X-API-Key or Authorization: Bearer).
+    #[arg(long, env = "PENGUIN_AUTH_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auth_enabled: bool,
+    /// Allow auth off on a non-loopback address.
+    #[arg(long, env = "PENGUIN_ALLOW_INSECURE_NO_AUTH", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_insecure_no_auth: bool,
+    /// Mark the session cookie Secure (behind TLS).
+    #[arg(long, env = "PENGUIN_COOKIE_SECURE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub cookie_secure: bool,
+    /// Tasks running at once.
+    #[arg(long, env = "PENGUIN_MAX_CONCURRENT_TASKS", default_value_t = 10)]
+    pub max_concurrent_tasks: usize,
+    /// Largest upload accepted, bytes.
+    #[arg(long, env = "PENGUIN_MAX_UPLOAD_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_upload_bytes: usize,
+    /// SQLite database and uploads.
+    #[arg(long, env = "PENGUIN_DATA_DIR", default_value = "./.penguin-data")]
+    pub data_dir: PathBuf,
+    /// The repository working copy the agent reads.
+    #[arg(long, env = "PENGUIN_WORKSPACE", default_value = ".")]
+    pub workspace: PathBuf,
+    /// The server's `.penguin/config.yml` [default: <workspace>/.penguin/config.yml].
+    #[arg(long, env = "PENGUIN_CONFIG_PATH")]
+    pub config_path: Option<PathBuf>,
+    /// Where agent commands run.
+    #[arg(long, env = "PENGUIN_RUNNER", value_enum, default_value_t = RunnerKind::Local)]
+    pub runner: RunnerKind,
+    /// Image for the docker runner.
+    #[arg(long, env = "PENGUIN_RUNNER_IMAGE")]
+    pub runner_image: Option<String>,
+    /// The tokenator's Unix socket (health reports its reachability; never readable by the agent).
+    #[arg(long, env = "PENGUIN_TOKENATOR_SOCKET")]
+    pub tokenator_socket: Option<PathBuf>,
+    /// The shared git credentials file (never readable by the agent).
+    #[arg(long, env = "PENGUIN_GIT_CREDENTIALS_PATH")]
+    pub git_credentials_path: Option<PathBuf>,
+    /// Default and cap of a task's run time, seconds.
+    #[arg(long, env = "PENGUIN_TASK_TIME_LIMIT_SECS", default_value_t = 600)]
+    pub task_time_limit_secs: u64,
+    /// Default model iterations of a task.
+    #[arg(long, env = "PENGUIN_MAX_ITERATIONS", default_value_t = 10)]
+    pub max_iterations: u32,
+    /// How long SIGTERM waits for requests and tasks, seconds.
+    #[arg(long, env = "PENGUIN_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
     /// Log format.
     #[arg(long, env = "PENGUIN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
 
+/// Validated settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Auth on.
+    pub auth_enabled: bool,
+    /// Keys.
+    pub api_keys: Vec<String>,
+    /// Secure cookie flag.
+    pub cookie_secure: bool,
+    /// Worker pool size.
+    pub max_concurrent_tasks: usize,
+    /// Upload limit.
+    pub max_upload_bytes: usize,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Workspace.
+    pub workspace: PathBuf,
+    /// Config file.
+    pub config_path: PathBuf,
+    /// Runner.
+    pub runner: RunnerKind,
+    /// Runner image.
+    pub runner_image: Option<String>,
+    /// Tokenator socket.
+    pub tokenator_socket: Option<PathBuf>,
+    /// Credentials file.
+    pub git_credentials_path: Option<PathBuf>,
+    /// Task time limit.
+    pub task_time_limit: Duration,
+    /// Default iterations.
+    pub max_iterations: u32,
+    /// Shutdown grace.
+    pub shutdown_grace: Duration,
+    /// The model provider, if configured.
+    pub llm: Option<LlmSettings>,
+}
+
 impl Cli {
-    /// The listen address.
-    pub fn listen_addr(&self) -> SocketAddr {
-        SocketAddr::new(self.host, self.port)
+    /// Validates; errors name the variable.
+    pub fn validate(&self) -> Result<Settings, ConfigError> {
+        let api_keys: Vec<String> = self
+            .api_keys
+            .iter()
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
+            .collect();
+        if self.auth_enabled && api_keys.is_empty() {
+            return Err(ConfigError::missing(
+                "PENGUIN_API_KEYS",
+                "auth is on (PENGUIN_AUTH_ENABLED=true) and no key is configured",
+            ));
+        }
+        if let Some(short) = api_keys.iter().find(|k| k.len() < 16) {
+            return Err(ConfigError::invalid(
+                "PENGUIN_API_KEYS",
+                format!(
+                    "every key needs at least 16 characters (one has {})",
+                    short.len()
+                ),
+            ));
+        }
+        if !self.auth_enabled && !self.host.is_loopback() && !self.allow_insecure_no_auth {
+            return Err(ConfigError::Conflict {
+                var: "PENGUIN_AUTH_ENABLED",
+                other: "HOST",
+                why: format!(
+                    "auth is off on the non-loopback address {}; set PENGUIN_ALLOW_INSECURE_NO_AUTH=true to allow it",
+                    self.host
+                ),
+            });
+        }
+        if self.max_concurrent_tasks == 0 {
+            return Err(ConfigError::invalid(
+                "PENGUIN_MAX_CONCURRENT_TASKS",
+                "must be at least 1",
+            ));
+        }
+        if self.max_upload_bytes == 0 {
+            return Err(ConfigError::invalid(
+                "PENGUIN_MAX_UPLOAD_BYTES",
+                "must be at least 1",
+            ));
+        }
+        if self.runner == RunnerKind::Docker && self.runner_image.is_none() {
+            return Err(ConfigError::missing(
+                "PENGUIN_RUNNER_IMAGE",
+                "PENGUIN_RUNNER=docker runs commands in this image",
+            ));
+        }
+        let llm = LlmSettings::from_env()
+            .map_err(|reason| ConfigError::invalid("PENGUIN_LLM_BASE_URL", reason))?;
+        let config_path = self
+            .config_path
+            .clone()
+            .unwrap_or_else(|| self.workspace.join(".penguin/config.yml"));
+        Ok(Settings {
+            listen: SocketAddr::new(self.host, self.port),
+            auth_enabled: self.auth_enabled,
+            api_keys,
+            cookie_secure: self.cookie_secure,
+            max_concurrent_tasks: self.max_concurrent_tasks,
+            max_upload_bytes: self.max_upload_bytes,
+            data_dir: self.data_dir.clone(),
+            workspace: self.workspace.clone(),
+            config_path,
+            runner: self.runner,
+            runner_image: self.runner_image.clone(),
+            tokenator_socket: self.tokenator_socket.clone(),
+            git_credentials_path: self.git_credentials_path.clone(),
+            task_time_limit: Duration::from_secs(self.task_time_limit_secs.clamp(1, 3600)),
+            max_iterations: self.max_iterations.clamp(1, 50),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            llm,
+        })
     }
 }

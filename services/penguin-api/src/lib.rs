@@ -1,38 +1,196 @@
-//! penguin-api: the Penguin web API. This crate starts with health; the chat,
-//! conversation, task and GitHub bot routes build on the same router.
+//! penguin-api: the Penguin web API (and, in later work, the GitHub App bot).
+//!
+//! [`Api::build`] opens storage, loads the security policy and binds the
+//! listener; [`Api::serve`] runs until shutdown, then drains requests and tasks.
 
+pub mod auth;
 pub mod config;
-mod health;
+pub mod error;
+pub mod request_id;
+pub mod routes;
+pub mod state;
+pub mod stats;
+pub mod tasks;
 
-use axum::{routing::get, Router};
-use std::time::{Instant, SystemTime};
+use auth::Auth;
+use axum::{middleware, Router};
+use chrono::Utc;
+use config::{RunnerKind, Settings};
+use penguin_agent::{
+    config::SecurityPolicy,
+    runner::{CommandRunner, DockerRunner, LocalRunner},
+    tools::ToolRegistry,
+};
+use penguin_api_store::Store;
+use state::{AppState, TokenTotals, CURRENT_MODEL};
+use stats::Stats;
+use std::{
+    future::{Future, IntoFuture},
+    net::SocketAddr,
+    sync::{atomic::AtomicUsize, Arc, Mutex, RwLock},
+    time::Instant,
+};
+use tasks::TaskManager;
+use tokio::net::TcpListener;
 
-/// State shared by every handler.
-#[derive(Clone, Debug)]
-pub struct AppState {
-    started: Instant,
-    started_at: SystemTime,
+/// Why the API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Storage could not be opened.
+    #[error("cannot open storage in PENGUIN_DATA_DIR: {0}")]
+    Store(#[from] penguin_api_store::StoreError),
+    /// The server's config file is invalid.
+    #[error("PENGUIN_CONFIG_PATH: {0}")]
+    Policy(#[from] penguin_agent::config::ConfigError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
-impl AppState {
-    /// State for a server starting now.
-    pub fn new() -> Self {
-        AppState {
-            started: Instant::now(),
-            started_at: SystemTime::now(),
+impl BuildError {
+    /// True when an operator-supplied setting is at fault (exit 64).
+    pub fn is_config(&self) -> bool {
+        matches!(self, BuildError::Policy(_))
+    }
+}
+
+/// A built API with its listener bound.
+pub struct Api {
+    state: AppState,
+    listener: TcpListener,
+}
+
+impl Api {
+    /// Opens storage (marking tasks a restart cut off as interrupted), loads
+    /// the security policy and the model, and binds the listener.
+    pub async fn build(settings: Settings) -> Result<Api, BuildError> {
+        let store = Store::open(&settings.data_dir).await?;
+        let interrupted = store.mark_interrupted_tasks().await?;
+        if !interrupted.is_empty() {
+            tracing::warn!(tasks = ?interrupted, "tasks cut off by the previous shutdown are marked interrupted");
         }
+        let always_denied: Vec<_> = [&settings.tokenator_socket, &settings.git_credentials_path]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let policy = Arc::new(SecurityPolicy::load(&settings.config_path, &always_denied)?);
+        let runner: Arc<dyn CommandRunner> = match settings.runner {
+            RunnerKind::Local => Arc::new(LocalRunner::with_policy(
+                settings.workspace.clone(),
+                policy.clone(),
+            )),
+            RunnerKind::Docker => Arc::new(DockerRunner::new(
+                settings.runner_image.clone().unwrap_or_default(),
+                settings.workspace.clone(),
+            )),
+        };
+        let tools =
+            Arc::new(ToolRegistry::new(settings.workspace.clone(), policy).with_runner(runner));
+        let model = settings.llm.as_ref().map(penguin_llm::build);
+        let current = match store.get_setting(CURRENT_MODEL).await? {
+            Some(saved) => saved,
+            None => settings
+                .llm
+                .as_ref()
+                .map(|l| l.default_model.clone())
+                .unwrap_or_default(),
+        };
+        let stats = Stats::new();
+        let tasks = TaskManager::new(
+            store.clone(),
+            model.clone(),
+            tools,
+            stats.clone(),
+            settings.max_concurrent_tasks,
+        );
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| BuildError::Bind {
+                    addr: settings.listen,
+                    source,
+                })?;
+        let state = AppState {
+            auth: Arc::new(Auth::new(settings.auth_enabled, settings.api_keys.clone())),
+            settings: Arc::new(settings),
+            store,
+            model,
+            current_model: Arc::new(RwLock::new(current)),
+            stats,
+            tasks,
+            streams_active: Arc::new(AtomicUsize::new(0)),
+            usage: Arc::new(Mutex::new(TokenTotals::default())),
+            started: Instant::now(),
+            started_at: Utc::now(),
+            cpu_sample: Arc::new(Mutex::new(None)),
+        };
+        Ok(Api { state, listener })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves; then stops accepting new
+    /// connections, gives running tasks the grace period (cancelling and
+    /// marking the rest), and lets in-flight requests finish, for at most the
+    /// grace period plus five seconds.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Api { state, listener } = self;
+        let tasks = state.tasks.clone();
+        let grace = state.settings.shutdown_grace;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let drain_tasks = tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+            // Running tasks finish or are cancelled; their HTTP callers then get answers.
+            tasks.shutdown(grace).await;
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let server = axum::serve(listener, router(state))
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future();
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => result?,
+            () = stopped(stop_rx) => {
+                match tokio::time::timeout(grace + std::time::Duration::from_secs(5), &mut server).await {
+                    Ok(result) => result?,
+                    Err(_) => tracing::warn!("requests still open after the grace period; closing them"),
+                }
+            }
+        }
+        let _ = drain_tasks.await;
+        Ok(())
     }
 }
 
-impl Default for AppState {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Every route of the API.
+/// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/v1/health", get(health::health))
+    let (api, openapi) = routes::api(&state);
+    api.merge(routes::docs(openapi))
+        .fallback(error::not_found_route)
+        .layer(middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::require_auth,
+        ))
+        .layer(middleware::from_fn(error::error_shape))
+        .layer(middleware::from_fn_with_state(
+            state.stats.clone(),
+            stats::track,
+        ))
+        .layer(middleware::from_fn(request_id::request_span))
         .with_state(state)
 }

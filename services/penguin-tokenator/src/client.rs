@@ -1,25 +1,13 @@
 //! Reaching a running tokenator: gRPC over its Unix socket, and its HTTP
 //! readiness endpoint (for the `healthcheck` subcommand, which has no curl).
 
-use hyper_util::rt::TokioIo;
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpStream, UnixStream},
+    net::TcpStream,
 };
-use tonic::transport::{Channel, Endpoint};
 
-/// A gRPC channel over the Unix socket at `path`.
-pub async fn connect_unix(path: impl Into<PathBuf>) -> Result<Channel, tonic::transport::Error> {
-    let path = path.into();
-    // The URI is required by the API but unused: the connector dials the socket.
-    Endpoint::from_static("http://tokenator.local")
-        .connect_with_connector(tower::service_fn(move |_| {
-            let path = path.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
-        }))
-        .await
-}
+pub use penguin_proto::connect_unix;
 
 /// True when `GET /readyz` on `addr` answers 200 within two seconds.
 pub async fn ready(addr: SocketAddr) -> bool {

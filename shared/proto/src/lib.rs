@@ -12,3 +12,22 @@ pub mod tokenator {
             include_bytes!(concat!(env!("OUT_DIR"), "/tokenator_descriptor.bin"));
     }
 }
+
+/// A gRPC channel to a service listening on the Unix socket at `path`
+/// (the tokenator's same-pod listener).
+pub async fn connect_unix(
+    path: impl Into<std::path::PathBuf>,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    let path = path.into();
+    // The URI is required by the API but unused: the connector dials the socket.
+    tonic::transport::Endpoint::from_static("http://unix.socket")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(path).await?,
+                ))
+            }
+        }))
+        .await
+}

@@ -68,6 +68,11 @@ impl ServiceProcess {
         Ok(ServiceProcess { child, logs })
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Everything the process wrote so far.
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()

@@ -1,0 +1,311 @@
+//! `POST /api/v1/chat/message` and the WebSocket `/api/v1/chat/stream`.
+
+use crate::{
+    error::{ApiError, ApiJson},
+    state::AppState,
+};
+use axum::{
+    extract::{
+        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
+        State,
+    },
+    response::Response,
+    Json,
+};
+use futures::{SinkExt, StreamExt};
+use penguin_api_store::{Conversation, NewMessage};
+use penguin_llm::{ChatMessage, ChatRequest, Role, StreamEvent, Usage};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use utoipa::ToSchema;
+
+/// Conversation turns sent to the model at most.
+const HISTORY_LIMIT: usize = 50;
+/// Streamed tokens are coalesced into frames at most this often…
+const COALESCE: Duration = Duration::from_millis(40);
+/// …or once this many bytes are pending.
+const COALESCE_BYTES: usize = 256;
+
+/// A chat request (also each message on the chat WebSocket).
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+pub struct ChatMessageRequest {
+    /// What the user says.
+    pub text: String,
+    /// Continue this conversation (a new one when absent).
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    /// Extra context for the model.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<Value>,
+    /// Paths of files the user refers to.
+    #[serde(default)]
+    pub context_files: Option<Vec<String>>,
+    /// Ignored here (use the WebSocket for streaming).
+    #[serde(default)]
+    pub streaming: Option<bool>,
+    /// Cap on agent iterations.
+    #[serde(default)]
+    pub max_iterations: Option<u32>,
+    /// Uploaded images (paths from `/upload`).
+    #[serde(default)]
+    pub image_paths: Option<Vec<String>>,
+    /// Model for this request.
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// Everything a turn needs before the model is called.
+struct Turn {
+    conversation: Conversation,
+    request: ChatRequest,
+    text: String,
+}
+
+async fn prepare(state: &AppState, body: &ChatMessageRequest) -> Result<Turn, ApiError> {
+    state.model()?;
+    let text = penguin_agent::strip_hidden(body.text.trim());
+    if text.is_empty() {
+        return Err(ApiError::validation("text must not be empty"));
+    }
+    let conversation = match body.conversation_id.as_deref().filter(|id| !id.is_empty()) {
+        Some(id) => state.store.get_conversation(id).await?,
+        None => state.store.create_conversation(None, json!({})).await?,
+    };
+    let mut messages = Vec::new();
+    if let Some(context) = &body.context {
+        messages.push(ChatMessage::new(
+            Role::System,
+            format!("Context: {context}"),
+        ));
+    }
+    if let Some(files) = body.context_files.as_ref().filter(|f| !f.is_empty()) {
+        messages.push(ChatMessage::new(
+            Role::System,
+            format!("Files in context: {}", files.join(", ")),
+        ));
+    }
+    let history = conversation.messages.len().saturating_sub(HISTORY_LIMIT);
+    for message in &conversation.messages[history..] {
+        let role = match message.role.as_str() {
+            "assistant" => Role::Assistant,
+            "system" => Role::System,
+            _ => Role::User,
+        };
+        messages.push(ChatMessage::new(role, message.content.clone()));
+    }
+    messages.push(ChatMessage::new(Role::User, text.clone()));
+    Ok(Turn {
+        request: ChatRequest {
+            model: state.model_for(body.model.as_deref()),
+            messages,
+            ..Default::default()
+        },
+        conversation,
+        text,
+    })
+}
+
+async fn store_turn(
+    state: &AppState,
+    conversation_id: &str,
+    user: &str,
+    answer: &str,
+) -> Result<(), ApiError> {
+    state
+        .store
+        .append_messages(
+            conversation_id,
+            vec![
+                NewMessage {
+                    role: "user".into(),
+                    content: user.into(),
+                },
+                NewMessage {
+                    role: "assistant".into(),
+                    content: answer.into(),
+                },
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+fn usage_json(usage: Option<Usage>) -> Value {
+    usage.map_or(Value::Null, |u| json!(u))
+}
+
+#[utoipa::path(post, path = "/api/v1/chat/message", tag = "chat", request_body = ChatMessageRequest,
+    responses((status = 200, description = "The model's answer", body = Object),
+              (status = 404, description = "Unknown conversation", body = Object),
+              (status = 502, description = "Model provider failed", body = Object),
+              (status = 503, description = "No model provider configured", body = Object),
+              (status = 504, description = "Model provider timed out", body = Object)))]
+pub async fn message(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ChatMessageRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let turn = prepare(&state, &body).await?;
+    // If the client goes away, axum drops this future and with it the upstream request.
+    let answer = state.model()?.complete(turn.request).await?;
+    state.add_usage(answer.usage);
+    store_turn(
+        &state,
+        &turn.conversation.id,
+        &turn.text,
+        &answer.message.content,
+    )
+    .await?;
+    Ok(Json(json!({
+        "response": answer.message.content,
+        "action_results": [],
+        "aborted": false,
+        "status": "completed",
+        "conversation_id": turn.conversation.id,
+        "usage": usage_json(answer.usage),
+    })))
+}
+
+/// `GET /api/v1/chat/stream` (WebSocket): many requests per connection.
+pub async fn stream(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(move |socket| chat_socket(state, socket))
+}
+
+fn frame(event: &str, data: Value) -> Message {
+    Message::Text(json!({ "event": event, "data": data }).to_string().into())
+}
+
+async fn chat_socket(state: AppState, socket: WebSocket) {
+    let _guard = state.stream_guard();
+    let (mut tx, mut rx) = socket.split();
+    while let Some(Ok(incoming)) = rx.next().await {
+        let text = match incoming {
+            Message::Text(text) => text,
+            Message::Close(_) => return,
+            _ => continue,
+        };
+        let body: ChatMessageRequest = match serde_json::from_str(&text) {
+            Ok(body) => body,
+            Err(err) => {
+                let _ = tx
+                    .send(frame(
+                        "error",
+                        json!({ "message": format!("invalid request: {err}") }),
+                    ))
+                    .await;
+                continue;
+            }
+        };
+        let turn = match prepare(&state, &body).await {
+            Ok(turn) => turn,
+            Err(err) => {
+                let _ = tx
+                    .send(frame(
+                        "error",
+                        json!({ "message": err.message, "code": err.code }),
+                    ))
+                    .await;
+                continue;
+            }
+        };
+        let conversation_id = turn.conversation.id.clone();
+        if tx
+            .send(frame(
+                "start",
+                json!({ "conversation_id": conversation_id }),
+            ))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let model = match state.model() {
+            Ok(m) => m.clone(),
+            Err(_) => return,
+        };
+        let mut upstream = match model.stream(turn.request).await {
+            Ok(s) => s,
+            Err(err) => {
+                let err = ApiError::from(err);
+                let _ = tx
+                    .send(frame(
+                        "error",
+                        json!({ "message": err.message, "code": err.code }),
+                    ))
+                    .await;
+                continue;
+            }
+        };
+        let mut answer = String::new();
+        let mut pending = String::new();
+        let mut last_flush = Instant::now();
+        let mut usage = None;
+        let mut aborted = false;
+        let mut failed = None;
+        loop {
+            tokio::select! {
+                event = upstream.next() => match event {
+                    Some(Ok(StreamEvent::Token(token))) => {
+                        answer.push_str(&token);
+                        pending.push_str(&token);
+                        if pending.len() >= COALESCE_BYTES || last_flush.elapsed() >= COALESCE {
+                            if tx.send(frame("token", json!({ "token": std::mem::take(&mut pending) }))).await.is_err() {
+                                return; // client gone: dropping `upstream` cancels the request
+                            }
+                            last_flush = Instant::now();
+                        }
+                    }
+                    Some(Ok(StreamEvent::Done { usage: u, .. })) => { usage = u; break; }
+                    Some(Err(err)) => { failed = Some(ApiError::from(err)); break; }
+                    None => break,
+                },
+                client = rx.next() => match client {
+                    // Any message or a close while streaming stops this answer.
+                    Some(Ok(Message::Text(_))) => { aborted = true; break; }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    _ => return,
+                },
+            }
+        }
+        drop(upstream);
+        if !pending.is_empty() {
+            let _ = tx.send(frame("token", json!({ "token": pending }))).await;
+        }
+        if let Some(err) = failed {
+            let _ = tx
+                .send(frame(
+                    "error",
+                    json!({ "message": err.message, "code": err.code }),
+                ))
+                .await;
+            continue;
+        }
+        state.add_usage(usage);
+        if let Err(err) = store_turn(&state, &conversation_id, &turn.text, &answer).await {
+            let _ = tx
+                .send(frame("error", json!({ "message": err.message })))
+                .await;
+            continue;
+        }
+        let done = frame(
+            "complete",
+            json!({
+                "response": answer,
+                "action_results": [],
+                "aborted": aborted,
+                "conversation_id": conversation_id,
+                "usage": usage_json(usage),
+            }),
+        );
+        if tx.send(done).await.is_err() {
+            return;
+        }
+    }
+    let _ = tx
+        .send(Message::Close(Some(CloseFrame {
+            code: 1000,
+            reason: "bye".into(),
+        })))
+        .await;
+}

@@ -1,0 +1,93 @@
+//! Every route, and the OpenAPI document generated from their annotations.
+
+pub mod chat;
+pub mod conversations;
+pub mod health;
+pub mod session;
+pub mod system;
+pub mod tasks;
+pub mod upload;
+
+use crate::state::AppState;
+use axum::{extract::DefaultBodyLimit, routing::get, Router};
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_swagger_ui::SwaggerUi;
+
+/// Multipart framing allowed on top of the upload limit.
+const MULTIPART_OVERHEAD: usize = 64 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Penguin API", description = "The Penguin web API: chat, conversations, checkpoints, models, tasks, uploads."),
+    components(schemas(crate::error::ErrorBody)),
+    modifiers(&SecurityAddon),
+    security(("api_key" = []), ("bearer" = [])),
+)]
+struct ApiDoc;
+
+struct SecurityAddon;
+
+impl utoipa::Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The API routes and their OpenAPI document.
+pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let upload_limit = state.settings.max_upload_bytes + MULTIPART_OVERHEAD;
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::health))
+        .routes(routes!(session::create))
+        .routes(routes!(chat::message))
+        .routes(routes!(conversations::list))
+        .routes(routes!(conversations::get))
+        .routes(routes!(conversations::create))
+        .routes(routes!(conversations::create_checkpoint))
+        .routes(routes!(conversations::list_checkpoints))
+        .routes(routes!(conversations::rollback))
+        .routes(routes!(conversations::branch))
+        .routes(routes!(system::capabilities))
+        .routes(routes!(system::status))
+        .routes(routes!(system::info))
+        .routes(routes!(system::models))
+        .routes(routes!(system::current_model))
+        .routes(routes!(system::switch_model))
+        .routes(routes!(tasks::execute_sync))
+        .routes(routes!(tasks::execute))
+        .routes(routes!(tasks::get))
+        .split_for_parts();
+    let router = router
+        .route(
+            "/api/v1/upload",
+            axum::routing::post(upload::upload).layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route("/api/v1/chat/stream", get(chat::stream))
+        .route("/api/v1/tasks/stream", get(tasks::stream));
+    let mut openapi = openapi;
+    // The upload route carries its own body limit, so it is added outside the
+    // OpenApiRouter; its path item is merged by hand.
+    let upload_doc = OpenApiRouter::<AppState>::new()
+        .routes(routes!(upload::upload))
+        .split_for_parts()
+        .1;
+    openapi.merge(upload_doc);
+    (router, openapi)
+}
+
+/// `/api/openapi.json` and the docs UI at `/api/docs` (assets embedded at build time).
+pub fn docs(openapi: utoipa::openapi::OpenApi) -> Router<AppState> {
+    Router::from(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
+}
