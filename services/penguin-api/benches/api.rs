@@ -80,7 +80,7 @@ async fn main() {
     let llm = LlmStandIn::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut env = common::env(dir.path(), Some(&llm));
-    env.insert("RUST_LOG".into(), "warn".into());
+    env.insert("RUST_LOG".into(), "warn,penguin_api=info".into());
 
     let mut ready = Vec::new();
     for _ in 0..5 {

@@ -27,6 +27,7 @@ const PUBLIC: &[&str] = &[
     "/api/v1/auth/session",
     "/api/v1/integrations/github/webhook",
     "/api/openapi.json",
+    "/metrics",
 ];
 
 /// Keys and sessions.

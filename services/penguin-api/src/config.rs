@@ -1,6 +1,6 @@
 //! penguin-api settings: flags or environment, validated into [`Settings`].
 
-use penguin_config::ConfigError;
+use penguin_config::{ConfigError, GitHubEndpoints};
 use penguin_llm::LlmSettings;
 use penguin_telemetry::LogFormat;
 use std::{
@@ -88,6 +88,16 @@ pub struct Cli {
     /// Log format.
     #[arg(long, env = "PENGUIN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// This server's public base URL (links from GitHub check runs to tasks).
+    #[arg(
+        long,
+        env = "PENGUIN_PUBLIC_URL",
+        default_value = "http://localhost:8000"
+    )]
+    pub public_url: String,
+    /// GitHub endpoints.
+    #[command(flatten)]
+    pub github: GitHubEndpoints,
 }
 
 /// Validated settings.
@@ -127,6 +137,12 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// The model provider, if configured.
     pub llm: Option<LlmSettings>,
+    /// Public base URL.
+    pub public_url: String,
+    /// GitHub REST base URL.
+    pub github_api_url: String,
+    /// `GITHUB_REPOSITORY`.
+    pub github_repository: Option<String>,
 }
 
 impl Cli {
@@ -181,6 +197,13 @@ impl Cli {
                 "PENGUIN_RUNNER=docker runs commands in this image",
             ));
         }
+        self.github.validate()?;
+        if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
+            return Err(ConfigError::invalid(
+                "PENGUIN_PUBLIC_URL",
+                "not an http(s) URL",
+            ));
+        }
         let llm = LlmSettings::from_env()
             .map_err(|reason| ConfigError::invalid("PENGUIN_LLM_BASE_URL", reason))?;
         let config_path = self
@@ -205,6 +228,9 @@ impl Cli {
             max_iterations: self.max_iterations.clamp(1, 50),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             llm,
+            public_url: self.public_url.clone(),
+            github_api_url: self.github.github_api_url.clone(),
+            github_repository: self.github.github_repository.clone(),
         })
     }
 }

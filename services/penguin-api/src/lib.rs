@@ -6,6 +6,8 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod github;
+pub mod metrics;
 pub mod request_id;
 pub mod routes;
 pub mod state;
@@ -16,12 +18,14 @@ use auth::Auth;
 use axum::{middleware, Router};
 use chrono::Utc;
 use config::{RunnerKind, Settings};
+use github::GitHubIntegration;
 use penguin_agent::{
     config::SecurityPolicy,
     runner::{CommandRunner, DockerRunner, LocalRunner},
     tools::ToolRegistry,
 };
 use penguin_api_store::Store;
+use penguin_bot::limits::CommandLimiter;
 use state::{AppState, TokenTotals, CURRENT_MODEL};
 use stats::Stats;
 use std::{
@@ -42,6 +46,9 @@ pub enum BuildError {
     /// The server's config file is invalid.
     #[error("PENGUIN_CONFIG_PATH: {0}")]
     Policy(#[from] penguin_agent::config::ConfigError),
+    /// The server's config file's `github`/`hooks` sections are invalid.
+    #[error("PENGUIN_CONFIG_PATH: {0}")]
+    BotConfig(#[from] penguin_bot::config::ConfigError),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -55,7 +62,7 @@ pub enum BuildError {
 impl BuildError {
     /// True when an operator-supplied setting is at fault (exit 64).
     pub fn is_config(&self) -> bool {
-        matches!(self, BuildError::Policy(_))
+        matches!(self, BuildError::Policy(_) | BuildError::BotConfig(_))
     }
 }
 
@@ -101,6 +108,31 @@ impl Api {
                 .map(|l| l.default_model.clone())
                 .unwrap_or_default(),
         };
+        let watcher = Arc::new(penguin_bot::config::ConfigWatcher::start(
+            &settings.config_path,
+        )?);
+        let bot_config = watcher.current();
+        let secrets = bot_config
+            .github
+            .webhook
+            .secrets(|name| std::env::var(name).ok());
+        for secret in &secrets {
+            penguin_telemetry::register_secret(&String::from_utf8_lossy(secret));
+        }
+        if secrets.is_empty() {
+            tracing::warn!("no webhook secret configured: GitHub deliveries are refused");
+        }
+        let limiter = CommandLimiter::new(
+            bot_config.github.bot.commands_per_hour_per_repo,
+            bot_config.github.bot.commands_per_hour_per_user,
+        );
+        let github = Arc::new(GitHubIntegration {
+            secrets,
+            default_repository: settings.github_repository.clone(),
+            config: watcher,
+            store: store.clone(),
+            wake: Arc::new(tokio::sync::Notify::new()),
+        });
         let stats = Stats::new();
         let tasks = TaskManager::new(
             store.clone(),
@@ -129,6 +161,10 @@ impl Api {
             started: Instant::now(),
             started_at: Utc::now(),
             cpu_sample: Arc::new(Mutex::new(None)),
+            health_cache: Arc::new(Mutex::new(None)),
+            github,
+            bot_metrics: Arc::new(metrics::BotMetrics::new()),
+            bot_limiter: Arc::new(Mutex::new(limiter)),
         };
         Ok(Api { state, listener })
     }
@@ -149,6 +185,8 @@ impl Api {
         let Api { state, listener } = self;
         let tasks = state.tasks.clone();
         let grace = state.settings.shutdown_grace;
+        // Deliveries a restart cut off are resumed first, then new ones as they arrive.
+        let worker = tokio::spawn(github::worker::run(state.clone()));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let drain_tasks = tokio::spawn(async move {
             shutdown.await;
@@ -173,6 +211,7 @@ impl Api {
             }
         }
         let _ = drain_tasks.await;
+        worker.abort();
         Ok(())
     }
 }

@@ -1,8 +1,12 @@
 //! What every handler shares.
 
-use crate::{auth::Auth, config::Settings, stats::Stats, tasks::TaskManager};
+use crate::{
+    auth::Auth, config::Settings, github::GitHubIntegration, metrics::BotMetrics, stats::Stats,
+    tasks::TaskManager,
+};
 use chrono::{DateTime, Utc};
 use penguin_api_store::Store;
+use penguin_bot::limits::CommandLimiter;
 use penguin_llm::{ChatModel, Usage};
 use std::{
     sync::{
@@ -55,6 +59,14 @@ pub struct AppState {
     pub started_at: DateTime<Utc>,
     /// CPU sample for `cpu_percent`: (wall instant, CPU seconds).
     pub cpu_sample: Arc<Mutex<Option<(Instant, f64)>>>,
+    /// Health readings reused for a second.
+    pub health_cache: Arc<Mutex<Option<crate::routes::health::Readings>>>,
+    /// The GitHub bot's webhook state.
+    pub github: Arc<GitHubIntegration>,
+    /// The bot's metrics.
+    pub bot_metrics: Arc<BotMetrics>,
+    /// Per-repository and per-user command caps.
+    pub bot_limiter: Arc<Mutex<CommandLimiter>>,
 }
 
 impl AppState {

@@ -16,6 +16,9 @@ use std::{
 /// Latency samples kept for percentiles.
 const WINDOW: usize = 2048;
 
+/// Percentiles are recomputed at most this often.
+const SNAPSHOT_TTL: std::time::Duration = std::time::Duration::from_millis(250);
+
 #[derive(Default)]
 struct Inner {
     count: u64,
@@ -27,6 +30,8 @@ struct Inner {
     tasks: u64,
     task_time: Duration,
     last_reset: Option<DateTime<Utc>>,
+    /// (when, p95 ms, p99 ms) of the latest percentile computation.
+    percentiles: Option<(Instant, f64, f64)>,
 }
 
 /// Shared request and task statistics.
@@ -92,13 +97,21 @@ impl Stats {
 
     /// The current figures.
     pub fn snapshot(&self) -> PerformanceMetrics {
-        let s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let mut recent: Vec<Duration> = s.recent.iter().copied().collect();
-        recent.sort();
-        let pct = |p: f64| {
-            recent
-                .get(((recent.len() as f64 * p).ceil() as usize).saturating_sub(1))
-                .map_or(0.0, |d| ms(*d))
+        let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (p95, p99) = match s.percentiles {
+            Some((at, p95, p99)) if at.elapsed() < SNAPSHOT_TTL => (p95, p99),
+            _ => {
+                let mut recent: Vec<Duration> = s.recent.iter().copied().collect();
+                recent.sort_unstable();
+                let pct = |p: f64| {
+                    recent
+                        .get(((recent.len() as f64 * p).ceil() as usize).saturating_sub(1))
+                        .map_or(0.0, |d| ms(*d))
+                };
+                let (p95, p99) = (pct(0.95), pct(0.99));
+                s.percentiles = Some((Instant::now(), p95, p99));
+                (p95, p99)
+            }
         };
         PerformanceMetrics {
             request_count: s.count,
@@ -107,8 +120,8 @@ impl Stats {
             } else {
                 ms(s.total) / s.count as f64
             },
-            p95_latency_ms: pct(0.95),
-            p99_latency_ms: pct(0.99),
+            p95_latency_ms: p95,
+            p99_latency_ms: p99,
             min_latency_ms: s.min.map_or(0.0, ms),
             max_latency_ms: ms(s.max),
             success_rate: if s.count == 0 {

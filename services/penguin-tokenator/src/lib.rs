@@ -281,8 +281,17 @@ impl Tokenator {
             .add_service(reflection_alpha.clone())
         };
 
-        let http = axum::serve(http_listener, http::router(broker.clone(), metrics.clone()))
-            .with_graceful_shutdown(stopped());
+        let credentials = (
+            settings.credentials_path.clone(),
+            FileFormat::GitCredentials {
+                origin: settings.endpoints.server_origin(),
+            },
+        );
+        let http = axum::serve(
+            http_listener,
+            http::router(broker.clone(), metrics.clone(), credentials),
+        )
+        .with_graceful_shutdown(stopped());
         let unix = tonic::transport::Server::builder()
             .add_routes(routes(Callers::Local))
             .serve_with_incoming_shutdown(UnixListenerStream::new(unix_listener), stopped());

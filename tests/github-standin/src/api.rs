@@ -9,7 +9,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::Router;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -86,6 +86,24 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/installation/repositories", get(installation_repositories))
         .route("/installation/token", delete(revoke))
         .route("/rate_limit", get(rate_limit))
+        .route(
+            "/repos/{owner}/{repo}/issues/{*rest}",
+            any(crate::rest::handle),
+        )
+        .route("/repos/{owner}/{repo}/pulls", any(crate::rest::handle))
+        .route(
+            "/repos/{owner}/{repo}/pulls/{*rest}",
+            any(crate::rest::handle),
+        )
+        .route("/repos/{owner}/{repo}/check-runs", any(crate::rest::handle))
+        .route(
+            "/repos/{owner}/{repo}/check-runs/{*rest}",
+            any(crate::rest::handle),
+        )
+        .route(
+            "/repos/{owner}/{repo}/collaborators/{*rest}",
+            any(crate::rest::handle),
+        )
         .fallback(fallback)
         .method_not_allowed_fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), common))
@@ -140,6 +158,8 @@ pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
     pub(crate) message: String,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// GitHub's `errors` array (validation failures), if any.
+    pub(crate) errors: Option<Value>,
 }
 
 impl ApiError {
@@ -148,7 +168,22 @@ impl ApiError {
             status,
             message: message.into(),
             headers: Vec::new(),
+            errors: None,
         }
+    }
+
+    /// A 422 `Validation Failed` with GitHub's `errors` array.
+    pub(crate) fn validation(errors: Value) -> Self {
+        let mut err = Self::unprocessable("Validation Failed");
+        err.errors = Some(errors);
+        err
+    }
+
+    /// A 422 with a message and an `errors` array.
+    pub(crate) fn unprocessable_with(message: impl Into<String>, errors: Value) -> Self {
+        let mut err = Self::unprocessable(message);
+        err.errors = Some(errors);
+        err
     }
 
     pub(crate) fn not_found() -> Self {
@@ -173,10 +208,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut resp = json_response(
-            self.status,
-            &objects::error(self.status.as_u16(), &self.message),
-        );
+        let mut body = objects::error(self.status.as_u16(), &self.message);
+        if let (Some(errors), Value::Object(m)) = (self.errors, &mut body) {
+            m.insert("errors".to_string(), errors);
+        }
+        let mut resp = json_response(self.status, &body);
         for (name, value) in self.headers {
             resp.headers_mut().insert(name, value);
         }
@@ -221,7 +257,7 @@ pub(crate) enum Who {
 
 /// An authenticated caller and its rate-limit window.
 pub(crate) struct Authed {
-    who: Who,
+    pub(crate) who: Who,
     rate: RateSnapshot,
 }
 
@@ -539,7 +575,7 @@ async fn get_user(
 }
 
 /// A query parameter as a number.
-fn query_number(query: Option<&str>, name: &str) -> Option<usize> {
+pub(crate) fn query_number(query: Option<&str>, name: &str) -> Option<usize> {
     query?
         .split('&')
         .filter_map(|kv| kv.split_once('='))

@@ -7,6 +7,13 @@
 //! `docs/github-app-facts.md`; JSON bodies have GitHub's real shapes so `octocrab` models parse
 //! them.
 //!
+//! It also serves the REST routes a GitHub App bot uses on a repository — issues, issue
+//! comments, reactions, labels, check runs, pull requests and their files, reviews and
+//! collaborator permissions — over state seeded with [`StandIn::add_issue`],
+//! [`StandIn::add_pull`] and friends. Those calls need an installation token that can see the
+//! repository, are recorded ([`StandIn::calls`]) and can be failed with
+//! [`StandIn::fail_next_calls`].
+//!
 //! Tests start it in-process with [`StandIn::start`], steer it with the fault-injection methods
 //! (for example [`StandIn::fail_next_mints`] or [`StandIn::set_down`]) and observe what happened
 //! with [`StandIn::mint_requests`], [`StandIn::tokens_issued`] and friends. The `github-standin`
@@ -19,7 +26,10 @@ mod auth;
 mod git;
 mod mint;
 mod objects;
+mod rest;
+mod shapes;
 mod state;
+mod store;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -146,6 +156,64 @@ pub struct MintRecord {
     pub permissions: Option<BTreeMap<String, String>>,
     /// The status answered; 499 while unanswered or if the client went away first.
     pub status: u16,
+}
+
+/// One call to a bot route (issues, comments, reactions, labels, check runs, pull requests,
+/// reviews, collaborator permissions), as recorded by the stand-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedCall {
+    /// The HTTP method, e.g. `POST`. Updates sent as `POST` (GitHub accepts POST for its PATCH
+    /// endpoints, and octocrab's `update_comment` uses it) are recorded as `PATCH`.
+    pub method: String,
+    /// The request path as sent (still percent-encoded), without the query string.
+    pub path: String,
+    /// The request body as JSON: `Null` if there was none, a JSON string holding the raw text if
+    /// it was not JSON.
+    pub body: serde_json::Value,
+    /// The status answered; 499 while unanswered or if the client went away first.
+    pub status: u16,
+}
+
+/// A pull request to seed with [`StandIn::add_pull`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PullSpec {
+    /// The pull request (and issue) number.
+    pub number: u64,
+    /// The title.
+    pub title: String,
+    /// The description.
+    pub body: String,
+    /// The author's login.
+    pub author: String,
+    /// The head branch name.
+    pub head_ref: String,
+    /// The head commit.
+    pub head_sha: String,
+    /// The base branch name.
+    pub base_ref: String,
+    /// Label names (created in the repository if needed).
+    pub labels: Vec<String>,
+    /// Whether the head lives in the author's fork (`{author}/{repo}`) rather than the
+    /// repository itself.
+    pub from_fork: bool,
+    /// The changed files (`GET /pulls/{n}/files`).
+    pub files: Vec<PullFileSpec>,
+}
+
+/// One changed file of a [`PullSpec`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PullFileSpec {
+    /// The path.
+    pub filename: String,
+    /// `added`, `modified`, `removed` (also `renamed`, `copied`, `changed`, `unchanged`).
+    pub status: String,
+    /// Added lines.
+    pub additions: u64,
+    /// Deleted lines.
+    pub deletions: u64,
+    /// The unified diff hunk; omitted from the JSON when `None` (as GitHub does for binary or
+    /// huge files).
+    pub patch: Option<String>,
 }
 
 /// A running stand-in server. Dropping it shuts the server down, including open connections.
@@ -280,6 +348,275 @@ impl StandIn {
     /// How many `git-receive-pack` POSTs `git http-backend` answered successfully.
     pub fn git_pushes(&self) -> usize {
         self.shared.with(|s| s.git_pushes)
+    }
+
+    /// Every call to the bot routes, in arrival order (including those answered with an error
+    /// or an injected fault).
+    pub fn calls(&self) -> Vec<RecordedCall> {
+        self.shared.with(|s| s.store.calls.clone())
+    }
+
+    /// The recorded calls with this method (case-insensitive) whose path starts with
+    /// `path_prefix`.
+    pub fn calls_to(&self, method: &str, path_prefix: &str) -> Vec<RecordedCall> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method.eq_ignore_ascii_case(method) && c.path.starts_with(path_prefix))
+            .collect()
+    }
+
+    /// The next `n` bot-route calls (after those already queued) with this method whose path
+    /// starts with `path_prefix` answer with `fault`. Faults apply after authentication and
+    /// rate limiting, as for mints.
+    pub fn fail_next_calls(&self, n: usize, method: &str, path_prefix: &str, fault: Fault) {
+        let entry = store::CallFault {
+            method: method.to_string(),
+            path_prefix: path_prefix.to_string(),
+            fault,
+        };
+        self.shared
+            .with(|s| s.store.faults.extend(std::iter::repeat_n(entry, n)));
+    }
+
+    /// Pagination `Link` headers of the bot routes carry absolute URLs
+    /// (`http://127.0.0.1:PORT/repos/...`, GitHub's form) instead of the default path-only
+    /// targets (`/repos/...`). octocrab sends no credentials when following an absolute link to
+    /// a host other than `api.github.com`, so its `get_page`/`all_pages` only work against the
+    /// stand-in with path-only targets.
+    pub fn set_absolute_links(&self, absolute: bool) {
+        self.shared.with(|s| s.store.absolute_links = absolute);
+    }
+
+    /// Adds (or replaces) an open issue. Labels are created in the repository if needed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_issue(
+        &self,
+        owner: &str,
+        repo: &str,
+        number: u64,
+        title: &str,
+        body: &str,
+        author: &str,
+        labels: &[&str],
+    ) {
+        let labels: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
+        self.put_issue(owner, repo, number, title, body, author, &labels);
+        self.shared
+            .with(|s| s.store.repo_mut(owner, repo).pulls.remove(&number));
+    }
+
+    /// Adds a comment by `author` to an existing issue or pull request and returns its ID, or
+    /// `None` if there is no such issue. (For seeding conversations: the bot may only edit its
+    /// own comments.)
+    pub fn add_comment(
+        &self,
+        owner: &str,
+        repo: &str,
+        number: u64,
+        body: &str,
+        author: &str,
+    ) -> Option<u64> {
+        let now = self.shared.now();
+        self.shared.with(|s| {
+            s.store.repo(owner, repo)?.issues.get(&number)?;
+            let id = s.store.next_id();
+            s.store
+                .repo_mut(owner, repo)
+                .comments
+                .push(store::CommentRec {
+                    id,
+                    issue_number: number,
+                    body: body.to_string(),
+                    author: author.to_string(),
+                    created_at: now,
+                    updated_at: now,
+                });
+            Some(id)
+        })
+    }
+
+    /// Adds (or replaces) an open issue record.
+    #[allow(clippy::too_many_arguments)]
+    fn put_issue(
+        &self,
+        owner: &str,
+        repo: &str,
+        number: u64,
+        title: &str,
+        body: &str,
+        author: &str,
+        labels: &[String],
+    ) {
+        let now = self.shared.now();
+        self.shared.with(|s| {
+            let labels = s.store.ensure_labels(owner, repo, labels);
+            let fresh_id = s.store.next_id();
+            let data = s.store.repo_mut(owner, repo);
+            let (id, created_at) = data
+                .issues
+                .get(&number)
+                .map_or((fresh_id, now), |i| (i.id, i.created_at));
+            let mut unique: Vec<String> = Vec::new();
+            for l in labels {
+                if !unique.iter().any(|u| u.eq_ignore_ascii_case(&l)) {
+                    unique.push(l);
+                }
+            }
+            data.issues.insert(
+                number,
+                store::IssueRec {
+                    id,
+                    number,
+                    title: title.to_string(),
+                    body: body.to_string(),
+                    author: author.to_string(),
+                    labels: unique,
+                    state: "open".to_string(),
+                    created_at,
+                    updated_at: now,
+                    closed_at: None,
+                },
+            );
+        });
+    }
+
+    /// Adds (or replaces) an open pull request, which is also an issue with the same number.
+    /// The base commit is the base branch of the bare repository if it exists.
+    pub fn add_pull(&self, owner: &str, repo: &str, spec: PullSpec) {
+        let info = self.shared.repo_info(owner, repo);
+        let base_sha = rest::branch_sha_blocking(&self.shared, &info, &spec.base_ref)
+            .unwrap_or_else(|| rest::fallback_sha(&info, &spec.base_ref));
+        self.put_issue(
+            owner,
+            repo,
+            spec.number,
+            &spec.title,
+            &spec.body,
+            &spec.author,
+            &spec.labels,
+        );
+        self.shared.with(|s| {
+            let fresh_id = s.store.next_id();
+            let data = s.store.repo_mut(owner, repo);
+            let id = data.pulls.get(&spec.number).map_or(fresh_id, |p| p.id);
+            data.pulls.insert(
+                spec.number,
+                store::PullRec {
+                    id,
+                    head_ref: spec.head_ref,
+                    head_sha: spec.head_sha,
+                    base_ref: spec.base_ref,
+                    base_sha,
+                    from_fork: spec.from_fork,
+                    draft: false,
+                    files: spec.files,
+                },
+            );
+        });
+    }
+
+    /// Sets a user's role on a repository: `admin`, `maintain`, `write`, `triage`, `read` or
+    /// `none` (anything else counts as `none`). Users never set have `none`.
+    pub fn set_permission(&self, owner: &str, repo: &str, user: &str, permission: &str) {
+        let permission = permission.to_ascii_lowercase();
+        self.shared.with(|s| {
+            let perms = &mut s.store.repo_mut(owner, repo).permissions;
+            if ["admin", "maintain", "write", "triage", "read"].contains(&permission.as_str()) {
+                perms.insert(user.to_ascii_lowercase(), permission);
+            } else {
+                perms.remove(&user.to_ascii_lowercase());
+            }
+        });
+    }
+
+    /// The label names of an issue or pull request, in the order they were added (empty if
+    /// there is no such issue).
+    pub fn issue_labels(&self, owner: &str, repo: &str, number: u64) -> Vec<String> {
+        self.shared.with(|s| {
+            s.store
+                .repo(owner, repo)
+                .and_then(|d| d.issues.get(&number))
+                .map(|i| i.labels.clone())
+                .unwrap_or_default()
+        })
+    }
+
+    /// The comments of an issue or pull request in order: (id, body, author login).
+    pub fn comments(&self, owner: &str, repo: &str, number: u64) -> Vec<(u64, String, String)> {
+        self.shared.with(|s| {
+            s.store
+                .repo(owner, repo)
+                .map(|d| {
+                    d.comments
+                        .iter()
+                        .filter(|c| c.issue_number == number)
+                        .map(|c| (c.id, c.body.clone(), c.author.clone()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+    }
+
+    /// A copy of the repository's data and what rendering it needs.
+    fn repo_data(&self, owner: &str, repo: &str) -> (store::RepoData, state::RepoInfo, String) {
+        let data = self
+            .shared
+            .with(|s| s.store.repo(owner, repo).cloned().unwrap_or_default());
+        (data, self.shared.repo_info(owner, repo), self.url())
+    }
+
+    /// The current state of every check run of a repository, in creation order, as GitHub's
+    /// check run objects.
+    pub fn check_runs(&self, owner: &str, repo: &str) -> Vec<serde_json::Value> {
+        let (data, info, base) = self.repo_data(owner, repo);
+        let app = objects::app(&self.shared, &base);
+        let view = shapes::View {
+            shared: &self.shared,
+            base: &base,
+            repo: &info,
+            data: &data,
+        };
+        data.check_runs
+            .iter()
+            .map(|r| shapes::check_run(&view, r, &app))
+            .collect()
+    }
+
+    /// The reviews of a pull request in order, as GitHub's review objects plus a `comments`
+    /// key holding the inline comments sent with each.
+    pub fn reviews(&self, owner: &str, repo: &str, number: u64) -> Vec<serde_json::Value> {
+        let (data, info, base) = self.repo_data(owner, repo);
+        let view = shapes::View {
+            shared: &self.shared,
+            base: &base,
+            repo: &info,
+            data: &data,
+        };
+        data.reviews
+            .iter()
+            .filter(|r| r.number == number)
+            .map(|r| {
+                let mut v = shapes::review(&view, r);
+                v["comments"] = r.comments.clone();
+                v
+            })
+            .collect()
+    }
+
+    /// Every pull request of a repository (seeded or created through the API, open or closed),
+    /// by number, as GitHub's pull request objects.
+    pub fn pulls(&self, owner: &str, repo: &str) -> Vec<serde_json::Value> {
+        let (data, info, base) = self.repo_data(owner, repo);
+        let view = shapes::View {
+            shared: &self.shared,
+            base: &base,
+            repo: &info,
+            data: &data,
+        };
+        data.pulls
+            .iter()
+            .filter_map(|(n, p)| Some(shapes::pull(&view, data.issues.get(n)?, p)))
+            .collect()
     }
 
     /// Creates `{git_root}/{owner}/{repo}.git` as a bare repository (default branch `main`) with

@@ -62,7 +62,7 @@ fn requested_permissions(body: &MintBody) -> Option<BTreeMap<String, String>> {
 }
 
 /// The response for an injected fault, or `None` to answer normally (after any delay).
-async fn apply_fault(shared: &Shared, fault: Option<Fault>) -> Option<ApiError> {
+pub(crate) async fn apply_fault(shared: &Shared, fault: Option<Fault>) -> Option<ApiError> {
     const SECONDARY: &str = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID.";
     match fault? {
         Fault::Delay(d) => {

@@ -31,12 +31,12 @@ pub(crate) fn timestamp(t: DateTime<Utc>) -> String {
 }
 
 /// GitHub's legacy global node ID, e.g. `MDQ6VXNlcjE=` for `04:User1`.
-fn node_id(kind: &str, id: u64) -> String {
+pub(crate) fn node_id(kind: &str, id: u64) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("0{}:{kind}{id}", kind.len()))
 }
 
 /// A login as it appears in API URLs (`[bot]` percent-encoded).
-fn url_login(login: &str) -> String {
+pub(crate) fn url_login(login: &str) -> String {
     login.replace('[', "%5B").replace(']', "%5D")
 }
 

@@ -10,6 +10,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use jsonwebtoken::DecodingKey;
 use rand::Rng as _;
 
+use crate::store::{fnv, Store};
 use crate::{Fault, InstallationSpec, MintRecord, StandInConfig};
 
 /// Immutable configuration plus the mutable [`Inner`] state behind a mutex.
@@ -104,6 +105,8 @@ pub(crate) struct Inner {
     pub jwt_rejections: usize,
     pub git_auth_failures: usize,
     pub git_pushes: usize,
+    /// Repository contents, the call log and call faults of the bot routes.
+    pub store: Store,
     rate: HashMap<String, RateWindow>,
 }
 
@@ -184,6 +187,7 @@ impl Shared {
                 jwt_rejections: 0,
                 git_auth_failures: 0,
                 git_pushes: 0,
+                store: Store::default(),
                 rate: HashMap::new(),
             }),
         })
@@ -219,6 +223,20 @@ impl Shared {
     /// The account (login, id) for a login, case-insensitively.
     pub fn account(&self, login: &str) -> Option<(String, u64)> {
         self.accounts.get(&login.to_ascii_lowercase()).cloned()
+    }
+
+    /// A repository by name: a known one, or a made-up one with a stable ID.
+    pub fn repo_info(&self, owner: &str, name: &str) -> RepoInfo {
+        self.repos
+            .iter()
+            .find(|r| r.is(owner, name))
+            .cloned()
+            .unwrap_or_else(|| RepoInfo {
+                id: 700_000
+                    + fnv(format!("{owner}/{name}").to_ascii_lowercase().as_bytes()) % 100_000,
+                owner: owner.to_string(),
+                name: name.to_string(),
+            })
     }
 
     /// The repositories of an installation spec, as known repositories.

@@ -31,10 +31,54 @@ pub struct Health {
     pub components: Value,
 }
 
+/// Dependency and process readings are reused for this long: probes and
+/// load balancers may call `/health` thousands of times a second.
+const READINGS_TTL: Duration = Duration::from_secs(1);
+
+/// The cached slow part of a health answer.
+#[derive(Clone)]
+pub struct Readings {
+    at: Instant,
+    storage_ok: bool,
+    process: ProcessUsage,
+    tokenator: Option<Value>,
+}
+
+async fn readings(state: &AppState) -> Readings {
+    if let Some(cached) = state
+        .health_cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+    {
+        if cached.at.elapsed() < READINGS_TTL {
+            return cached;
+        }
+    }
+    let storage_ok = state.store.ping().await.is_ok();
+    let tokenator = match &state.settings.tokenator_socket {
+        Some(socket) => Some(tokenator_component(socket).await),
+        None => None,
+    };
+    let fresh = Readings {
+        at: Instant::now(),
+        storage_ok,
+        process: ProcessUsage::read(state),
+        tokenator,
+    };
+    *state.health_cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh.clone());
+    fresh
+}
+
 #[utoipa::path(get, path = "/api/v1/health", tag = "system",
     responses((status = 200, description = "Health", body = Health)))]
 pub async fn health(State(state): State<AppState>) -> Json<Health> {
-    let storage_ok = state.store.ping().await.is_ok();
+    let Readings {
+        storage_ok,
+        process,
+        tokenator,
+        ..
+    } = readings(&state).await;
     let (max, active) = (state.tasks.max(), state.tasks.active());
     let status = if !storage_ok {
         "degraded"
@@ -44,7 +88,6 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
         "healthy"
     };
     let uptime = state.started.elapsed().as_secs();
-    let process = ProcessUsage::read(&state);
     let mut components = json!({
         "storage": { "status": if storage_ok { "ok" } else { "error" }, "kind": "sqlite" },
         "model_provider": match &state.model {
@@ -52,8 +95,8 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
             None => json!({ "status": "not_configured" }),
         },
     });
-    if let Some(socket) = &state.settings.tokenator_socket {
-        components["tokenator"] = tokenator_component(socket).await;
+    if let Some(tokenator) = tokenator {
+        components["tokenator"] = tokenator;
     }
     Json(Health {
         status,
@@ -109,6 +152,7 @@ async fn tokenator_component(socket: &std::path::Path) -> Value {
     }
 }
 
+#[derive(Clone, Copy)]
 struct ProcessUsage {
     memory_mb: f64,
     memory_percent: f64,

@@ -74,17 +74,36 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             "/api/v1/upload",
             axum::routing::post(upload::upload).layer(DefaultBodyLimit::max(upload_limit)),
         )
+        .route(
+            "/api/v1/integrations/github/webhook",
+            axum::routing::post(crate::github::webhook::receive)
+                .layer(DefaultBodyLimit::max(crate::github::webhook::MAX_BODY)),
+        )
+        .route("/metrics", get(metrics))
         .route("/api/v1/chat/stream", get(chat::stream))
         .route("/api/v1/tasks/stream", get(tasks::stream));
     let mut openapi = openapi;
-    // The upload route carries its own body limit, so it is added outside the
-    // OpenApiRouter; its path item is merged by hand.
+    // The upload and webhook routes carry their own body limits, so they are
+    // added outside the OpenApiRouter; their path items are merged by hand.
     let upload_doc = OpenApiRouter::<AppState>::new()
         .routes(routes!(upload::upload))
         .split_for_parts()
         .1;
     openapi.merge(upload_doc);
     (router, openapi)
+}
+
+/// `GET /metrics`: the bot's Prometheus metrics.
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.bot_metrics.encode(),
+    )
 }
 
 /// `/api/openapi.json` and the docs UI at `/api/docs` (assets embedded at build time).

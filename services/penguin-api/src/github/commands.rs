@@ -1,0 +1,565 @@
+//! What a mention does: the gates, then 👀, a check run on pull requests, one
+//! progress comment edited in place, the model's work, labels per outcome.
+
+use super::client::RepoClient;
+use crate::state::AppState;
+use octocrab::{
+    models::{
+        reactions::ReactionContent,
+        webhook_events::{
+            payload::IssueCommentWebhookEventAction, WebhookEvent, WebhookEventPayload,
+        },
+        CheckRunId, CommentId,
+    },
+    params::checks::{CheckRunConclusion, CheckRunOutput, CheckRunStatus},
+};
+use penguin_api_store::{Delivery, NewTask, TaskState};
+use penguin_bot::{
+    command::{self, Command},
+    config::ServerConfig,
+    gate::{self, Actor, Decision, Target},
+};
+use penguin_llm::{ChatMessage, ChatRequest, Role};
+use serde_json::{json, Value};
+use std::time::Instant;
+
+/// Permissions of the token a command works with.
+const TOKEN_PERMISSIONS: &[(&str, &str)] = &[
+    ("issues", "write"),
+    ("pull_requests", "write"),
+    ("checks", "write"),
+    ("contents", "read"),
+    ("metadata", "read"),
+];
+
+/// Events the bot acts on: their payloads must parse.
+const ACTED_ON: &[&str] = &["issue_comment"];
+
+/// How a delivery ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Acted on; the note says what was done.
+    Done(String),
+    /// Nothing to do; the note says why.
+    Ignored(String),
+}
+
+/// A mention in a comment, with what the gates need.
+struct Mention {
+    repository: String,
+    comment_id: u64,
+    body: String,
+    login: String,
+    is_bot: bool,
+    association: String,
+    number: u64,
+    is_pull_request: bool,
+    labels: Vec<String>,
+    title: String,
+    issue_body: String,
+    org_owned: bool,
+}
+
+/// Handles one stored delivery.
+pub async fn handle(state: &AppState, delivery: &Delivery) -> Result<Outcome, String> {
+    let event = match WebhookEvent::try_from_header_and_body(&delivery.event, &delivery.payload) {
+        Ok(event) => event,
+        Err(err) if ACTED_ON.contains(&delivery.event.as_str()) => {
+            return Err(format!("{} payload not understood: {err}", delivery.event))
+        }
+        // Events the bot does not act on need not fit octocrab's models.
+        Err(err) => {
+            return Ok(Outcome::Ignored(format!(
+                "{} payload not parsed: {err}",
+                delivery.event
+            )))
+        }
+    };
+    let repository = event
+        .repository
+        .as_ref()
+        .and_then(|r| r.full_name.clone())
+        .unwrap_or_default();
+    let org_owned = event.organization.is_some();
+    let sender_is_bot = event.sender.as_ref().is_some_and(|s| s.r#type == "Bot");
+    match event.specific {
+        WebhookEventPayload::IssueComment(p)
+            if p.action == IssueCommentWebhookEventAction::Created =>
+        {
+            let association = p
+                .comment
+                .author_association
+                .as_ref()
+                .and_then(|a| serde_json::to_value(a).ok())
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| "NONE".into());
+            let mention = Mention {
+                repository,
+                comment_id: p.comment.id.0,
+                body: p.comment.body.clone().unwrap_or_default(),
+                is_bot: sender_is_bot || p.comment.user.r#type == "Bot",
+                login: p.comment.user.login.clone(),
+                association,
+                number: p.issue.number,
+                is_pull_request: p.issue.pull_request.is_some(),
+                labels: p.issue.labels.iter().map(|l| l.name.clone()).collect(),
+                title: p.issue.title.clone(),
+                issue_body: p.issue.body.clone().unwrap_or_default(),
+                org_owned,
+            };
+            on_mention(state, delivery, mention).await
+        }
+        _ => Ok(Outcome::Ignored(format!(
+            "{}{} is not acted on",
+            delivery.event,
+            delivery
+                .action
+                .as_deref()
+                .map(|a| format!(".{a}"))
+                .unwrap_or_default()
+        ))),
+    }
+}
+
+async fn on_mention(state: &AppState, delivery: &Delivery, m: Mention) -> Result<Outcome, String> {
+    let config = state.github.config.current();
+    let Some(command) = command::parse(&m.body, &config.github.bot.mention_trigger) else {
+        return Ok(Outcome::Ignored("no command for the bot".into()));
+    };
+    if m.is_bot || m.login.ends_with("[bot]") {
+        return Ok(Outcome::Ignored(format!(
+            "comment by the bot {} (no loops)",
+            m.login
+        )));
+    }
+    // Dedupe by comment id as well as by delivery GUID.
+    if !state
+        .store
+        .claim_comment(m.comment_id, &delivery.delivery_id)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        state.bot_metrics.dedupe_hit();
+        return Ok(Outcome::Ignored(format!(
+            "comment {} already handled",
+            m.comment_id
+        )));
+    }
+    let client = RepoClient::connect(
+        state.settings.tokenator_socket.as_deref(),
+        &state.settings.github_api_url,
+        &m.repository,
+        TOKEN_PERMISSIONS,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let result = run_mention(state, &config, delivery, &m, command, &client).await;
+    client.finish().await;
+    result
+}
+
+async fn run_mention(
+    state: &AppState,
+    config: &ServerConfig,
+    delivery: &Delivery,
+    m: &Mention,
+    command: Command,
+    client: &RepoClient,
+) -> Result<Outcome, String> {
+    let crab = &client.crab;
+    let (owner, repo) = (client.owner.as_str(), client.repo.as_str());
+    let issues = crab.issues(owner, repo);
+    let permission: Option<String> = crab
+        .get::<Value, _, ()>(
+            format!("/repos/{owner}/{repo}/collaborators/{}/permission", m.login),
+            None,
+        )
+        .await
+        .ok()
+        .and_then(|v| v["permission"].as_str().map(str::to_string));
+    let (head_sha, from_fork) = if m.is_pull_request {
+        let pull = crab
+            .pulls(owner, repo)
+            .get(m.number)
+            .await
+            .map_err(|e| e.to_string())?;
+        let fork = pull
+            .head
+            .repo
+            .as_ref()
+            .and_then(|r| r.fork)
+            .unwrap_or(false);
+        (Some(pull.head.sha.clone()), fork)
+    } else {
+        (None, false)
+    };
+    let actor = Actor {
+        login: m.login.clone(),
+        is_bot: m.is_bot,
+        association: m.association.clone(),
+        permission,
+        teams: Vec::new(),
+    };
+    let target = Target {
+        is_pull_request: m.is_pull_request,
+        from_fork,
+        labels: m.labels.clone(),
+        org_wide_install: m.org_owned,
+    };
+    let decision = gate::decide(&config.github.bot, &command, &actor, &target, false);
+    tracing::info!(delivery_id = %delivery.delivery_id, login = %m.login, command = command.name(), ?decision, "gate decision");
+    match decision {
+        Decision::Allow => {}
+        Decision::Ignore(reason) => return Ok(Outcome::Ignored(reason)),
+        Decision::Deny(reason) => {
+            let body = format!("@{} I can't do that here: {reason}", m.login);
+            issues
+                .create_comment(m.number, body)
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(Outcome::Done(format!("denied: {reason}")));
+        }
+        Decision::NeedsLabel(label) => {
+            let body = format!(
+                "@{} this needs the opt-in label `{label}` on this issue or pull request before I may write anything.",
+                m.login
+            );
+            issues
+                .create_comment(m.number, body)
+                .await
+                .map_err(|e| e.to_string())?;
+            if config.github.labels.enabled {
+                let needs = config.github.labels.label_map.needs_input.clone();
+                let _ = issues.add_labels(m.number, &[needs]).await;
+            }
+            return Ok(Outcome::Done(format!("waiting for label {label}")));
+        }
+    }
+    let allowed = state
+        .bot_limiter
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .check_and_record(&m.repository, &m.login, Instant::now());
+    if let Err(limit) = allowed {
+        issues
+            .create_comment(m.number, format!("@{} {limit}", m.login))
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok(Outcome::Done(format!("rate limited: {limit}")));
+    }
+
+    // 👀 first: the person sees at once that the bot is on it.
+    issues
+        .create_comment_reaction(CommentId(m.comment_id), ReactionContent::Eyes)
+        .await
+        .map_err(|e| e.to_string())?;
+    let task = state
+        .store
+        .create_task(NewTask {
+            name: format!("github:{}", command.name()),
+            description: format!("{} #{}: {}", m.repository, m.number, m.title),
+            metadata: json!({ "repository": m.repository, "number": m.number, "delivery_id": delivery.delivery_id, "actor": m.login }),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = state
+        .store
+        .set_task_state(&task.id, TaskState::Running)
+        .await;
+    let started = Instant::now();
+    let details_url = format!(
+        "{}/api/v1/tasks/{}",
+        state.settings.public_url.trim_end_matches('/'),
+        task.id
+    );
+    let check_name = match command {
+        Command::Review => Some(config.github.checks.check_names.review.clone()),
+        Command::Plan => Some(config.github.checks.check_names.plan.clone()),
+        Command::FixTests | Command::Fix(_) => Some(config.github.checks.check_names.tests.clone()),
+        _ => None,
+    };
+    let check_run: Option<CheckRunId> = match (&head_sha, check_name, config.github.checks.enabled)
+    {
+        (Some(sha), Some(name), true) => crab
+            .checks(owner, repo)
+            .create_check_run(name, sha.clone())
+            .status(CheckRunStatus::InProgress)
+            .details_url(details_url.clone())
+            .external_id(task.id.clone())
+            .send()
+            .await
+            .map(|c| c.id)
+            .map_err(|e| tracing::warn!(error = %e, "cannot create the check run"))
+            .ok(),
+        _ => None,
+    };
+    let progress = issues
+        .create_comment(
+            m.number,
+            format!(
+                "🐧 Working on `{}` … (task [`{}`]({details_url}))",
+                command.name(),
+                task.id
+            ),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if config.github.labels.enabled {
+        let _ = issues
+            .add_labels(
+                m.number,
+                std::slice::from_ref(&config.github.labels.label_map.in_progress),
+            )
+            .await;
+    }
+
+    let outcome = perform(state, config, m, &command, client).await;
+    let (ok, summary, body) = match &outcome {
+        Ok(text) => (true, format!("`{}` finished", command.name()), text.clone()),
+        Err(reason) => (
+            false,
+            format!("`{}` failed", command.name()),
+            format!("❌ {reason}"),
+        ),
+    };
+    let footer = format!(
+        "\n\n<sub>task [`{}`]({details_url}) · {:.1} s</sub>",
+        task.id,
+        started.elapsed().as_secs_f64()
+    );
+    issues
+        .update_comment(progress.id, format!("{body}{footer}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(id) = check_run {
+        let conclusion = if ok {
+            CheckRunConclusion::Success
+        } else {
+            CheckRunConclusion::Failure
+        };
+        let _ = crab
+            .checks(owner, repo)
+            .update_check_run(id)
+            .status(CheckRunStatus::Completed)
+            .conclusion(conclusion)
+            .output(CheckRunOutput {
+                title: summary.clone(),
+                summary: truncate(&body, 60_000),
+                text: None,
+                annotations: Vec::new(),
+                images: Vec::new(),
+            })
+            .send()
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "cannot complete the check run"));
+    }
+    if config.github.labels.enabled {
+        let map = &config.github.labels.label_map;
+        let _ = issues.remove_label(m.number, &map.in_progress).await;
+        let done = if ok {
+            map.done.clone()
+        } else {
+            map.failed.clone()
+        };
+        let _ = issues.add_labels(m.number, &[done]).await;
+    }
+    let state_after = if ok {
+        TaskState::Completed
+    } else {
+        TaskState::Failed
+    };
+    let _ = state
+        .store
+        .finish_task(
+            &task.id,
+            state_after,
+            json!({ "command": command.name(), "ok": ok, "summary": summary }),
+        )
+        .await;
+    state
+        .bot_metrics
+        .command(command.name(), ok, started.elapsed());
+    Ok(Outcome::Done(summary))
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}\n\n[truncated]", &text[..cut])
+}
+
+/// Runs the command; returns the markdown to post.
+async fn perform(
+    state: &AppState,
+    config: &ServerConfig,
+    m: &Mention,
+    command: &Command,
+    client: &RepoClient,
+) -> Result<String, String> {
+    let subject = format!(
+        "{} #{}: {}\n\n{}",
+        if m.is_pull_request {
+            "Pull request"
+        } else {
+            "Issue"
+        },
+        m.number,
+        penguin_agent::strip_hidden(&m.title),
+        penguin_agent::strip_hidden(&m.issue_body)
+    );
+    match command {
+        Command::Help => Ok(help(config)),
+        Command::Plan => {
+            let answer = ask(state, "You plan software work. Answer with a short plan as a Markdown checklist (`- [ ] step`), nothing else.", &subject).await?;
+            Ok(ensure_checklist(&answer))
+        }
+        Command::Summarize => ask(state, "Summarize this issue or pull request in a few sentences for a maintainer.", &subject).await,
+        Command::Question(question) => {
+            let prompt = format!("{subject}\n\nQuestion from @{}: {}", m.login, penguin_agent::strip_hidden(question));
+            ask(state, "You are Penguin, a coding assistant on GitHub. Answer the question about this issue or pull request briefly.", &prompt).await
+        }
+        Command::Review => {
+            if !m.is_pull_request {
+                return Err("`review` works on pull requests".into());
+            }
+            review(state, config, m, client, &subject).await
+        }
+        Command::Approve => {
+            let label = &config.github.labels.label_map.needs_input;
+            let _ = client.crab.issues(&client.owner, &client.repo).remove_label(m.number, label).await;
+            Ok(format!("Approved by @{}: pending requests on this thread may proceed.", m.login))
+        }
+        Command::FixTests | Command::Fix(_) => Err(
+            "`fix` and `fix tests` are not available on this server yet (only review, plan, summarize, questions and help are)".into(),
+        ),
+    }
+}
+
+fn help(config: &ServerConfig) -> String {
+    let trigger = &config.github.bot.mention_trigger;
+    format!(
+        "Commands: `{trigger} review` (pull requests), `{trigger} plan`, `{trigger} summarize`, `{trigger} fix tests`, \
+         `{trigger} approve`, `{trigger} help`; anything else is answered as a question. `/penguin <command>` works too.\n\
+         Enabled here: {}",
+        config.github.bot.enabled_commands.join(", ")
+    )
+}
+
+fn ensure_checklist(answer: &str) -> String {
+    if answer.lines().any(|l| l.trim_start().starts_with("- [ ]")) {
+        return answer.trim().to_string();
+    }
+    answer
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            format!(
+                "- [ ] {}",
+                l.trim_start_matches(['-', '*', ' '])
+                    .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.')
+                    .trim()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn ask(state: &AppState, system: &str, prompt: &str) -> Result<String, String> {
+    let model = state
+        .model
+        .as_ref()
+        .ok_or("no model provider is configured on this server (MODEL_NOT_CONFIGURED)")?;
+    let answer = model
+        .complete(ChatRequest {
+            model: state.model_for(None),
+            messages: vec![
+                ChatMessage::new(Role::System, system),
+                ChatMessage::new(Role::User, prompt),
+            ],
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| penguin_telemetry::redact(&e.to_string()).into_owned())?;
+    state.add_usage(answer.usage);
+    Ok(answer.message.content)
+}
+
+async fn review(
+    state: &AppState,
+    config: &ServerConfig,
+    m: &Mention,
+    client: &RepoClient,
+    subject: &str,
+) -> Result<String, String> {
+    let limits = &config.github.review;
+    let files = client
+        .crab
+        .pulls(&client.owner, &client.repo)
+        .list_files(m.number)
+        .await
+        .map_err(|e| e.to_string())?;
+    let all = client
+        .crab
+        .all_pages(files)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut diff = String::new();
+    let mut lines = 0usize;
+    let mut skipped = 0usize;
+    for (i, file) in all.iter().enumerate() {
+        if i >= limits.max_files {
+            skipped = all.len() - i;
+            break;
+        }
+        diff.push_str(&format!(
+            "--- {} (+{} -{})\n",
+            file.filename, file.additions, file.deletions
+        ));
+        match &file.patch {
+            Some(patch) => {
+                let patch = penguin_agent::strip_hidden(patch);
+                for line in patch.lines() {
+                    if lines >= limits.max_diff_lines {
+                        diff.push_str("[patch truncated]\n");
+                        break;
+                    }
+                    diff.push_str(line);
+                    diff.push('\n');
+                    lines += 1;
+                }
+            }
+            None => diff.push_str("[no patch: binary or too large]\n"),
+        }
+    }
+    if skipped > 0 {
+        diff.push_str(&format!("[{skipped} more files not reviewed]\n"));
+    }
+    let findings = ask(
+        state,
+        "You review pull requests. List concrete findings (bugs, risks, missing tests) as Markdown bullets with file names; say so if there are none.",
+        &format!("{subject}\n\nDiff:\n{diff}"),
+    )
+    .await?;
+    let body = format!("## 🐧 Penguin review\n\n{findings}");
+    client
+        .crab
+        .post::<_, Value>(
+            format!(
+                "/repos/{}/{}/pulls/{}/reviews",
+                client.owner, client.repo, m.number
+            ),
+            Some(&json!({ "body": body, "event": "COMMENT" })),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "Review posted ({} files, {lines} diff lines).\n\n{findings}",
+        all.len().min(limits.max_files)
+    ))
+}

@@ -1,0 +1,423 @@
+//! The GitHub bot end to end: signed deliveries (GitHub's public examples,
+//! with bodies, authors and flags changed) → penguin-api → tokenator tokens →
+//! the GitHub stand-in's REST routes, asserting every call the bot makes.
+
+use clap::Parser;
+use github_standin::{PullFileSpec, PullSpec};
+use llm_standin::{LlmStandIn, Reply};
+use penguin_test_support::{fixture, GitHub, APP_ID, INSTALLATION_ID, OWNER, REPO};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const SECRET: &str = "e2e-webhook-secret-0123";
+const KEY: &str = "e2e-key-0123456789abcdef";
+
+struct Pod {
+    github: GitHub,
+    llm: LlmStandIn,
+    base: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn pod() -> Pod {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
+    let llm = LlmStandIn::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let key = dir.path().join("app.pem");
+    std::fs::copy(fixture("app-key.pem"), &key).unwrap();
+    let socket = run.join("tokenator.sock");
+    let tokenator = penguin_tokenator::config::Cli::try_parse_from([
+        "penguin-tokenator",
+        "--github-app-id",
+        &APP_ID.to_string(),
+        "--github-app-installation-id",
+        &INSTALLATION_ID.to_string(),
+        "--github-app-private-key-path",
+        key.to_str().unwrap(),
+        "--github-api-url",
+        &github.url(),
+        "--github-server-url",
+        &github.url(),
+        "--git-credentials-path",
+        run.join("git-credentials").to_str().unwrap(),
+        "--socket",
+        socket.to_str().unwrap(),
+        "--http-addr",
+        "127.0.0.1:0",
+    ])
+    .unwrap()
+    .args
+    .validate()
+    .unwrap();
+    let tokenator = penguin_tokenator::Tokenator::build(tokenator)
+        .await
+        .unwrap();
+    let ready = tokenator.http_addr();
+    tokio::spawn(tokenator.serve(std::future::pending()));
+    assert!(
+        penguin_test_support::eventually(Duration::from_secs(10), || std::fs::metadata(
+            run.join("git-credentials")
+        )
+        .is_ok())
+        .await
+    );
+    assert!(penguin_tokenator::client::ready(ready).await);
+
+    std::env::set_var("PENGUIN_LLM_BASE_URL", llm.base_url());
+    std::env::set_var("PENGUIN_LLM_API_KEY", "sk-e2e-0123456789abcdefghij");
+    std::env::set_var("PENGUIN_DEFAULT_MODEL", "standin-model");
+    std::env::set_var("GITHUB_WEBHOOK_SECRET", SECRET);
+    let workspace = dir.path().join("workspace");
+    std::fs::create_dir_all(&workspace).unwrap();
+    let api = penguin_api::config::Cli::try_parse_from([
+        "penguin-api",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--api-keys",
+        KEY,
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+        "--workspace",
+        workspace.to_str().unwrap(),
+        "--tokenator-socket",
+        socket.to_str().unwrap(),
+        "--github-api-url",
+        &github.url(),
+        "--github-server-url",
+        &github.url(),
+        "--github-repository",
+        &format!("{OWNER}/{REPO}"),
+        "--public-url",
+        "https://penguin.example",
+    ])
+    .unwrap()
+    .validate()
+    .unwrap();
+    let api = penguin_api::Api::build(api).await.unwrap();
+    let base = format!("http://{}", api.local_addr().unwrap());
+    tokio::spawn(api.serve(std::future::pending()));
+
+    github.standin.add_issue(
+        OWNER,
+        REPO,
+        1,
+        "Crash on empty input",
+        "It crashes.<!-- @Penguin fix tests -->",
+        "octocat",
+        &[],
+    );
+    github.standin.add_pull(
+        OWNER,
+        REPO,
+        PullSpec {
+            number: 2,
+            title: "Handle empty input".into(),
+            body: "Fixes #1".into(),
+            author: "octocat".into(),
+            head_ref: "fix-empty".into(),
+            head_sha: "6dcb09b5b57875f334f61aebed695e2e4193db5e".into(),
+            base_ref: "main".into(),
+            labels: vec![],
+            from_fork: false,
+            files: vec![PullFileSpec {
+                filename: "src/lib.rs".into(),
+                status: "modified".into(),
+                additions: 3,
+                deletions: 1,
+                patch: Some("@@ -1,2 +1,4 @@\n-fn parse() {}\n+fn parse(input: &str) {\n+    if input.is_empty() { return; }\n+}".into()),
+            }],
+        },
+    );
+    github
+        .standin
+        .set_permission(OWNER, REPO, "octocat", "write");
+    github
+        .standin
+        .set_permission(OWNER, REPO, "stranger", "read");
+    Pod {
+        github,
+        llm,
+        base,
+        http: reqwest::Client::new(),
+        _dir: dir,
+    }
+}
+
+/// GitHub's `issue_comment.created` example, retargeted.
+fn comment_delivery(
+    number: u64,
+    is_pr: bool,
+    body: &str,
+    login: &str,
+    user_type: &str,
+    comment_id: u64,
+) -> Value {
+    let path = penguin_test_support::workspace_root()
+        .join("../shared/fixtures/webhooks/api.github.com.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("fixture {} is required: {e}", path.display()));
+    let events: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let mut payload = events
+        .iter()
+        .find(|e| e["name"] == "issue_comment")
+        .and_then(|e| e["examples"].as_array())
+        .and_then(|ex| ex.iter().find(|p| p["action"] == "created"))
+        .cloned()
+        .expect("an issue_comment.created example");
+    payload["repository"]["full_name"] = json!(format!("{OWNER}/{REPO}"));
+    payload["repository"]["name"] = json!(REPO);
+    payload["repository"]["owner"]["login"] = json!(OWNER);
+    payload["issue"]["number"] = json!(number);
+    payload["issue"]["labels"] = json!([]);
+    if is_pr {
+        let pr = format!("https://api.github.com/repos/{OWNER}/{REPO}/pulls/{number}");
+        payload["issue"]["pull_request"] = json!({"url": pr, "html_url": pr, "diff_url": format!("{pr}.diff"), "patch_url": format!("{pr}.patch")});
+    } else if let Some(issue) = payload["issue"].as_object_mut() {
+        issue.remove("pull_request");
+    }
+    payload["comment"]["id"] = json!(comment_id);
+    payload["comment"]["body"] = json!(body);
+    payload["comment"]["user"]["login"] = json!(login);
+    payload["comment"]["user"]["type"] = json!(user_type);
+    payload["sender"]["login"] = json!(login);
+    payload["sender"]["type"] = json!(user_type);
+    payload
+}
+
+impl Pod {
+    async fn deliver(&self, id: &str, payload: &Value) -> u16 {
+        let body = serde_json::to_vec(payload).unwrap();
+        self.http
+            .post(format!("{}/api/v1/integrations/github/webhook", self.base))
+            .header("X-GitHub-Event", "issue_comment")
+            .header("X-GitHub-Delivery", id)
+            .header(
+                "X-Hub-Signature-256",
+                penguin_bot::signature::sign(SECRET.as_bytes(), &body),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    async fn wait_for(&self, what: &str, check: impl Fn(&GitHub) -> bool) {
+        assert!(
+            penguin_test_support::eventually(Duration::from_secs(20), || check(&self.github)).await,
+            "timed out waiting for {what}; calls: {:#?}",
+            self.github.standin.calls()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_on_an_issue_reacts_posts_a_checklist_and_labels() {
+    let pod = pod().await;
+    pod.llm.push_reply(Reply::Text(
+        "1. Reproduce with empty input\n2. Add a guard\n3. Add a test".into(),
+    ));
+    assert_eq!(
+        pod.deliver(
+            "plan-1",
+            &comment_delivery(1, false, "@Penguin plan please", "octocat", "User", 9001)
+        )
+        .await,
+        200
+    );
+    pod.wait_for("the progress comment to hold the plan", |g| {
+        g.standin
+            .comments(OWNER, REPO, 1)
+            .iter()
+            .any(|(_, body, _)| body.contains("- [ ] Add a guard"))
+    })
+    .await;
+    let calls = pod.github.standin.calls();
+    let reaction = calls
+        .iter()
+        .find(|c| c.path.ends_with("/issues/comments/9001/reactions"))
+        .expect("👀 reaction");
+    assert_eq!(reaction.body["content"], "eyes");
+    // One progress comment, edited in place.
+    assert_eq!(
+        pod.github
+            .standin
+            .calls_to("POST", &format!("/repos/{OWNER}/{REPO}/issues/1/comments"))
+            .len(),
+        1
+    );
+    assert!(!pod
+        .github
+        .standin
+        .calls_to("PATCH", &format!("/repos/{OWNER}/{REPO}/issues/comments/"))
+        .is_empty());
+    assert!(pod
+        .github
+        .standin
+        .issue_labels(OWNER, REPO, 1)
+        .contains(&"penguin:done".to_string()));
+    // Hidden markdown in the issue body never reached the model.
+    let sent = pod.llm.requests().last().unwrap().to_string();
+    assert!(!sent.contains("fix tests"), "{sent}");
+    // Redelivery of the same GUID is refused; a new GUID for the same comment does nothing.
+    assert_eq!(
+        pod.deliver(
+            "plan-1",
+            &comment_delivery(1, false, "@Penguin plan please", "octocat", "User", 9001)
+        )
+        .await,
+        409
+    );
+    let before = pod.github.standin.calls().len();
+    assert_eq!(
+        pod.deliver(
+            "plan-1-again",
+            &comment_delivery(1, false, "@Penguin plan please", "octocat", "User", 9001)
+        )
+        .await,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        pod.github.standin.calls().len(),
+        before,
+        "the same comment was acted on twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_on_a_pull_request_runs_a_check_and_posts_a_comment_review() {
+    let pod = pod().await;
+    pod.llm.push_reply(Reply::Text(
+        "- `src/lib.rs`: the guard returns nothing; consider an error.".into(),
+    ));
+    assert_eq!(
+        pod.deliver(
+            "review-1",
+            &comment_delivery(2, true, "@penguin REVIEW", "octocat", "User", 9002)
+        )
+        .await,
+        200
+    );
+    pod.wait_for("a completed check run", |g| {
+        g.standin
+            .check_runs(OWNER, REPO)
+            .iter()
+            .any(|c| c["status"] == "completed")
+    })
+    .await;
+    let runs = pod.github.standin.check_runs(OWNER, REPO);
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    assert_eq!(run["name"], "penguin/review");
+    assert_eq!(run["head_sha"], "6dcb09b5b57875f334f61aebed695e2e4193db5e");
+    assert_eq!(run["conclusion"], "success");
+    assert!(run["details_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://penguin.example/api/v1/tasks/task_"));
+    let reviews = pod.github.standin.reviews(OWNER, REPO, 2);
+    assert_eq!(reviews.len(), 1);
+    assert_eq!(reviews[0]["state"], "COMMENTED");
+    assert!(reviews[0]["body"]
+        .as_str()
+        .unwrap()
+        .contains("consider an error"));
+    // The model saw the diff.
+    let sent = pod.llm.requests().last().unwrap().to_string();
+    assert!(sent.contains("input.is_empty()"), "{sent}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_right_people_make_it_act() {
+    let pod = pod().await;
+    // A reader: told why, nothing else happens.
+    assert_eq!(
+        pod.deliver(
+            "deny-1",
+            &comment_delivery(1, false, "@Penguin plan", "stranger", "User", 9101)
+        )
+        .await,
+        200
+    );
+    pod.wait_for("the refusal", |g| {
+        g.standin
+            .comments(OWNER, REPO, 1)
+            .iter()
+            .any(|(_, body, _)| body.contains("@stranger"))
+    })
+    .await;
+    assert!(
+        pod.github
+            .standin
+            .calls()
+            .iter()
+            .all(|c| !c.path.contains("/reactions")),
+        "no 👀 for a refused command"
+    );
+    assert!(pod.llm.requests().is_empty(), "the model was not called");
+    // A bot (including this App) never triggers; hidden commands do not count.
+    let before = pod.github.standin.calls().len();
+    assert_eq!(
+        pod.deliver(
+            "bot-1",
+            &comment_delivery(1, false, "@Penguin plan", "penguin-agent[bot]", "Bot", 9102)
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        pod.deliver(
+            "hidden-1",
+            &comment_delivery(
+                1,
+                false,
+                "thanks! <!-- @Penguin plan -->",
+                "octocat",
+                "User",
+                9103
+            )
+        )
+        .await,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        pod.github.standin.calls().len(),
+        before,
+        "{:#?}",
+        pod.github.standin.calls()
+    );
+    // A forged signature is refused outright.
+    let body = serde_json::to_vec(&comment_delivery(
+        1,
+        false,
+        "@Penguin plan",
+        "octocat",
+        "User",
+        9104,
+    ))
+    .unwrap();
+    let status = pod
+        .http
+        .post(format!("{}/api/v1/integrations/github/webhook", pod.base))
+        .header("X-GitHub-Event", "issue_comment")
+        .header("X-GitHub-Delivery", "forged-1")
+        .header(
+            "X-Hub-Signature-256",
+            penguin_bot::signature::sign(b"not the secret", &body),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401);
+}
