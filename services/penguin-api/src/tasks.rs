@@ -108,6 +108,11 @@ impl TaskManager {
         }
     }
 
+    /// The tools agent runs may use.
+    pub fn tools(&self) -> &Arc<ToolRegistry> {
+        &self.inner.tools
+    }
+
     /// Pool size.
     pub fn max(&self) -> usize {
         self.inner.max

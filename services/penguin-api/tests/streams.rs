@@ -356,3 +356,58 @@ async fn sigterm_gives_running_tasks_the_grace_period_then_marks_them() {
         "interrupted"
     );
 }
+
+#[tokio::test]
+async fn an_agentic_chat_turn_streams_progress_and_tool_frames() {
+    let llm = LlmStandIn::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(common::env(dir.path(), Some(&llm))).await;
+    llm.push_reply(Reply::ToolCalls(vec![(
+        "read_file".into(),
+        json!({"path": "README.md"}),
+    )]));
+    llm.push_reply(Reply::Text("It is a demo repository.".into()));
+    let mut socket = api.websocket("/api/v1/chat/stream").await;
+    socket
+        .send(Message::Text(
+            json!({"text": "What is this repo?", "max_iterations": 4})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    let mut names = Vec::new();
+    let complete = loop {
+        let frame = next_frame(&mut socket).await.unwrap();
+        names.push(frame["event"].as_str().unwrap().to_string());
+        if frame["event"] == "complete" {
+            break frame;
+        }
+    };
+    assert_eq!(names.first().map(String::as_str), Some("start"));
+    assert!(names.iter().any(|n| n == "progress"), "{names:?}");
+    assert!(names.iter().any(|n| n == "tool"), "{names:?}");
+    assert_eq!(complete["data"]["response"], "It is a demo repository.");
+    assert_eq!(complete["data"]["action_results"][0]["status"], "completed");
+    assert!(complete["data"]["action_results"][0]["result"]
+        .as_str()
+        .unwrap()
+        .contains("A demo repository"));
+
+    // The same over POST: tool results come back as action_results.
+    llm.push_reply(Reply::ToolCalls(vec![(
+        "read_file".into(),
+        json!({"path": ".env"}),
+    )]));
+    llm.push_reply(Reply::Text("I may not read it.".into()));
+    let (status, body) = api
+        .post(
+            "/api/v1/chat/message",
+            json!({"text": "show .env", "max_iterations": 3}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["action_results"][0]["status"], "denied");
+    assert_eq!(body["response"], "I may not read it.");
+    assert!(!body.to_string().contains("do-not-read"));
+}

@@ -3,9 +3,11 @@
 //! the GitHub stand-in's REST routes, asserting every call the bot makes.
 
 use clap::Parser;
+
+mod common;
 use github_standin::{PullFileSpec, PullSpec};
 use llm_standin::{LlmStandIn, Reply};
-use penguin_test_support::{fixture, GitHub, APP_ID, INSTALLATION_ID, OWNER, REPO};
+use penguin_test_support::{GitHub, OWNER, REPO};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -27,45 +29,8 @@ async fn pod() -> Pod {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     std::fs::create_dir_all(&run).unwrap();
-    let key = dir.path().join("app.pem");
-    std::fs::copy(fixture("app-key.pem"), &key).unwrap();
     let socket = run.join("tokenator.sock");
-    let tokenator = penguin_tokenator::config::Cli::try_parse_from([
-        "penguin-tokenator",
-        "--github-app-id",
-        &APP_ID.to_string(),
-        "--github-app-installation-id",
-        &INSTALLATION_ID.to_string(),
-        "--github-app-private-key-path",
-        key.to_str().unwrap(),
-        "--github-api-url",
-        &github.url(),
-        "--github-server-url",
-        &github.url(),
-        "--git-credentials-path",
-        run.join("git-credentials").to_str().unwrap(),
-        "--socket",
-        socket.to_str().unwrap(),
-        "--http-addr",
-        "127.0.0.1:0",
-    ])
-    .unwrap()
-    .args
-    .validate()
-    .unwrap();
-    let tokenator = penguin_tokenator::Tokenator::build(tokenator)
-        .await
-        .unwrap();
-    let ready = tokenator.http_addr();
-    tokio::spawn(tokenator.serve(std::future::pending()));
-    assert!(
-        penguin_test_support::eventually(Duration::from_secs(10), || std::fs::metadata(
-            run.join("git-credentials")
-        )
-        .is_ok())
-        .await
-    );
-    assert!(penguin_tokenator::client::ready(ready).await);
+    common::start_tokenator(&github, dir.path(), &run).await;
 
     std::env::set_var("PENGUIN_LLM_BASE_URL", llm.base_url());
     std::env::set_var("PENGUIN_LLM_API_KEY", "sk-e2e-0123456789abcdefghij");

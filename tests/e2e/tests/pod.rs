@@ -3,8 +3,10 @@
 //! GitHub and model stand-ins.
 
 use clap::Parser;
+
+mod common;
 use llm_standin::{LlmStandIn, Reply};
-use penguin_test_support::{fixture, GitHub, APP_ID, INSTALLATION_ID};
+use penguin_test_support::GitHub;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -21,47 +23,10 @@ async fn the_api_sees_the_tokenator_and_the_agent_never_reads_its_secrets() {
     let run = workspace.join("run");
     std::fs::create_dir_all(&run).unwrap();
     std::fs::write(workspace.join("README.md"), "# pod\n").unwrap();
-    let key = dir.path().join("app.pem");
-    std::fs::copy(fixture("app-key.pem"), &key).unwrap();
     let socket = run.join("tokenator.sock");
     let credentials = run.join("git-credentials");
 
-    let tokenator = penguin_tokenator::config::Cli::try_parse_from([
-        "penguin-tokenator",
-        "--github-app-id",
-        &APP_ID.to_string(),
-        "--github-app-installation-id",
-        &INSTALLATION_ID.to_string(),
-        "--github-app-private-key-path",
-        key.to_str().unwrap(),
-        "--github-api-url",
-        &github.url(),
-        "--github-server-url",
-        &github.url(),
-        "--git-credentials-path",
-        credentials.to_str().unwrap(),
-        "--socket",
-        socket.to_str().unwrap(),
-        "--http-addr",
-        "127.0.0.1:0",
-    ])
-    .unwrap()
-    .args
-    .validate()
-    .unwrap();
-    let tokenator = penguin_tokenator::Tokenator::build(tokenator)
-        .await
-        .unwrap();
-    let ready_addr = tokenator.http_addr();
-    tokio::spawn(tokenator.serve(std::future::pending()));
-    assert!(
-        penguin_test_support::eventually(Duration::from_secs(10), || std::fs::metadata(
-            &credentials
-        )
-        .is_ok())
-        .await
-    );
-    assert!(penguin_tokenator::client::ready(ready_addr).await);
+    common::start_tokenator(&github, dir.path(), &run).await;
     let token = std::fs::read_to_string(&credentials).unwrap();
     let token = token
         .split(':')

@@ -61,6 +61,8 @@ struct Turn {
     conversation: Conversation,
     request: ChatRequest,
     text: String,
+    /// Agent iterations when the turn may use tools (`max_iterations` ≥ 2).
+    agentic: Option<u32>,
 }
 
 async fn prepare(state: &AppState, body: &ChatMessageRequest) -> Result<Turn, ApiError> {
@@ -104,7 +106,61 @@ async fn prepare(state: &AppState, body: &ChatMessageRequest) -> Result<Turn, Ap
         },
         conversation,
         text,
+        agentic: body.max_iterations.filter(|n| *n >= 2).map(|n| n.min(50)),
     })
+}
+
+/// An agentic turn: the agent loop with the workspace tools, every tool call
+/// under the security policy. Events go to `on_event` as (frame name, data).
+async fn run_agentic(
+    state: &AppState,
+    turn: &Turn,
+    iterations: u32,
+    mut on_event: impl FnMut(&'static str, Value),
+) -> Result<penguin_agent::AgentOutcome, ApiError> {
+    let model = state.model()?.clone();
+    let mut context = turn.request.messages.clone();
+    context.pop(); // the user's text becomes the task description
+    let spec = penguin_agent::TaskSpec {
+        name: "chat".into(),
+        description: turn.text.clone(),
+        model: turn.request.model.clone(),
+        max_iterations: iterations,
+        time_limit: state.settings.task_time_limit,
+        context,
+    };
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let (_cancel_tx, cancel) = tokio::sync::watch::channel(false);
+    let tools = state.tasks.tools().clone();
+    let agent = penguin_agent::run_agent(model.as_ref(), &tools, spec, events_tx, cancel);
+    tokio::pin!(agent);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut agent => break outcome,
+            Some(event) = events.recv() => match event {
+                penguin_agent::AgentEvent::Progress { iteration, max_iterations, message } => on_event(
+                    "progress",
+                    json!({ "iteration": iteration, "max_iterations": max_iterations, "message": message }),
+                ),
+                penguin_agent::AgentEvent::Tool(result) => on_event("tool", json!(result)),
+                _ => {}
+            },
+        }
+    };
+    while let Ok(event) = events.try_recv() {
+        if let penguin_agent::AgentEvent::Tool(result) = event {
+            on_event("tool", json!(result));
+        }
+    }
+    state.add_usage(Some(outcome.usage));
+    match (&outcome.status, &outcome.error) {
+        (penguin_agent::OutcomeStatus::Failed, Some(error)) => Err(ApiError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "UPSTREAM_ERROR",
+            penguin_telemetry::redact(error).into_owned(),
+        )),
+        _ => Ok(outcome),
+    }
 }
 
 async fn store_turn(
@@ -147,6 +203,20 @@ pub async fn message(
     ApiJson(body): ApiJson<ChatMessageRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let turn = prepare(&state, &body).await?;
+    if let Some(iterations) = turn.agentic {
+        let outcome = run_agentic(&state, &turn, iterations, |_, _| {}).await?;
+        store_turn(&state, &turn.conversation.id, &turn.text, &outcome.response).await?;
+        let completed = outcome.status == penguin_agent::OutcomeStatus::Completed;
+        return Ok(Json(json!({
+            "response": outcome.response,
+            "action_results": outcome.action_results,
+            "aborted": !completed,
+            "status": if completed { "completed" } else { "incomplete" },
+            "iterations": outcome.iterations,
+            "conversation_id": turn.conversation.id,
+            "usage": outcome.usage,
+        })));
+    }
     // If the client goes away, axum drops this future and with it the upstream request.
     let answer = state.model()?.complete(turn.request).await?;
     state.add_usage(answer.usage);
@@ -219,6 +289,52 @@ async fn chat_socket(state: AppState, socket: WebSocket) {
             .is_err()
         {
             return;
+        }
+        if let Some(iterations) = turn.agentic {
+            // Frames go out as the agent works, not when it is done.
+            let (frames_tx, mut frames) = tokio::sync::mpsc::unbounded_channel();
+            let agent = run_agentic(&state, &turn, iterations, move |event, data| {
+                let _ = frames_tx.send(frame(event, data));
+            });
+            let forward = async {
+                let mut client_gone = false;
+                while let Some(f) = frames.recv().await {
+                    client_gone |= tx.send(f).await.is_err();
+                }
+                client_gone
+            };
+            let (result, client_gone) = tokio::join!(agent, forward);
+            if client_gone {
+                return;
+            }
+            let done = match result {
+                Ok(outcome) => {
+                    if let Err(err) =
+                        store_turn(&state, &conversation_id, &turn.text, &outcome.response).await
+                    {
+                        frame("error", json!({ "message": err.message }))
+                    } else {
+                        let _ = tx
+                            .send(frame("token", json!({ "token": outcome.response })))
+                            .await;
+                        frame(
+                            "complete",
+                            json!({
+                                "response": outcome.response,
+                                "action_results": outcome.action_results,
+                                "aborted": outcome.status != penguin_agent::OutcomeStatus::Completed,
+                                "conversation_id": conversation_id,
+                                "usage": outcome.usage,
+                            }),
+                        )
+                    }
+                }
+                Err(err) => frame("error", json!({ "message": err.message, "code": err.code })),
+            };
+            if tx.send(done).await.is_err() {
+                return;
+            }
+            continue;
         }
         let model = match state.model() {
             Ok(m) => m.clone(),

@@ -37,6 +37,65 @@ fn delivery_exists(conn: &Connection, id: &str) -> Result<bool, StoreError> {
         .is_some())
 }
 
+/// A queued delivery insert and where its result goes.
+pub(crate) type PendingDelivery = (
+    NewDelivery,
+    tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+);
+
+/// Inserts `batch` in one transaction and answers each caller: `Conflict`
+/// for a GUID already stored (or twice in the batch), and for everyone the
+/// commit's error if it fails.
+fn commit_deliveries(conn: &mut Connection, batch: Vec<PendingDelivery>) {
+    if batch.is_empty() {
+        return;
+    }
+    let outcome = (|| {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut results = Vec::with_capacity(batch.len());
+        let mut seen = std::collections::HashSet::new();
+        let at = fmt_time(now());
+        for (d, _) in &batch {
+            if !seen.insert(d.delivery_id.as_str()) || delivery_exists(&tx, &d.delivery_id)? {
+                results.push(Err(StoreError::Conflict {
+                    what: "delivery",
+                    id: d.delivery_id.clone(),
+                }));
+                continue;
+            }
+            tx.execute(
+                "INSERT INTO deliveries
+                   (delivery_id, event, action, repository, payload, state, received_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+                params![
+                    d.delivery_id,
+                    d.event,
+                    d.action,
+                    d.repository,
+                    d.payload,
+                    DeliveryState::Queued.as_str(),
+                    at,
+                ],
+            )?;
+            results.push(Ok(()));
+        }
+        tx.commit()?;
+        Ok::<_, StoreError>(results)
+    })();
+    match outcome {
+        Ok(results) => {
+            for ((_, done), result) in batch.into_iter().zip(results) {
+                let _ = done.send(result);
+            }
+        }
+        Err(err) => {
+            for (_, done) in batch {
+                let _ = done.send(Err(err.clone()));
+            }
+        }
+    }
+}
+
 /// SQLite integers are signed; GitHub ids fit, and the bit-preserving cast
 /// keeps even out-of-range ids distinct.
 fn comment_key(comment_id: u64) -> i64 {
@@ -56,33 +115,30 @@ impl Store {
                 "delivery event must not be empty".into(),
             ));
         }
+        // Group commit: queue the insert, then whoever holds the connection
+        // next commits every queued insert in one transaction (one fsync for
+        // many deliveries). Each caller still returns only after its commit.
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.inner
+            .pending_deliveries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((d, done));
+        let inner = std::sync::Arc::clone(&self.inner);
         self.with_conn(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if delivery_exists(&tx, &d.delivery_id)? {
-                return Err(StoreError::Conflict {
-                    what: "delivery",
-                    id: d.delivery_id,
-                });
-            }
-            let at = fmt_time(now());
-            tx.execute(
-                "INSERT INTO deliveries
-                   (delivery_id, event, action, repository, payload, state, received_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
-                params![
-                    d.delivery_id,
-                    d.event,
-                    d.action,
-                    d.repository,
-                    d.payload,
-                    DeliveryState::Queued.as_str(),
-                    at,
-                ],
-            )?;
-            tx.commit()?;
+            let batch = std::mem::take(
+                &mut *inner
+                    .pending_deliveries
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            commit_deliveries(conn, batch);
             Ok(())
         })
-        .await
+        .await?;
+        result
+            .await
+            .map_err(|_| StoreError::Db("the delivery batch was dropped".into()))?
     }
 
     /// Claims `comment_id` for `delivery_id`: true if it is now (or already

@@ -57,6 +57,8 @@ pub struct Store {
 struct Inner {
     conn: Mutex<Connection>,
     path: Option<PathBuf>,
+    /// Delivery inserts waiting for the next group commit.
+    pending_deliveries: Mutex<Vec<deliveries::PendingDelivery>>,
 }
 
 impl fmt::Debug for Store {
@@ -96,6 +98,7 @@ impl Store {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
                 path,
+                pending_deliveries: Mutex::default(),
             }),
         }
     }

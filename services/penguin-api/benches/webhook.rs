@@ -1,0 +1,101 @@
+//! Signed GitHub deliveries per second through the real server: verified,
+//! committed to SQLite, acknowledged (the worker runs alongside, as in
+//! production). Closed-loop callers with unique delivery ids.
+//!
+//! `cargo bench -p penguin-api --bench webhook` — prints its numbers; asserts nothing.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+const SECRET: &str = "bench-webhook-secret-0123";
+const RUN: Duration = Duration::from_secs(5);
+
+async fn run(
+    api: &common::Api,
+    callers: usize,
+    body: Arc<Vec<u8>>,
+    next_id: Arc<AtomicU64>,
+) -> (f64, f64, f64, usize) {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(callers)
+        .build()
+        .unwrap();
+    let url = api.url("/api/v1/integrations/github/webhook");
+    let signature = penguin_bot::signature::sign(SECRET.as_bytes(), &body);
+    let started = Instant::now();
+    let deadline = started + RUN;
+    let mut tasks = Vec::new();
+    for _ in 0..callers {
+        let (client, url, body, signature, next_id) = (
+            client.clone(),
+            url.clone(),
+            body.clone(),
+            signature.clone(),
+            next_id.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let id = format!("bench-{}", next_id.fetch_add(1, Ordering::Relaxed));
+                let t = Instant::now();
+                let r = client
+                    .post(&url)
+                    .header("X-GitHub-Event", "ping")
+                    .header("X-GitHub-Delivery", id)
+                    .header("X-Hub-Signature-256", &signature)
+                    .body(body.as_ref().clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                r.bytes().await.unwrap();
+                latencies.push(t.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    let pct =
+        |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)].as_secs_f64() * 1e3;
+    (
+        all.len() as f64 / started.elapsed().as_secs_f64(),
+        pct(0.5),
+        pct(0.99),
+        all.len(),
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    common::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = common::env(dir.path(), None);
+    env.insert("RUST_LOG".into(), "warn,penguin_api=info".into());
+    env.insert("GITHUB_WEBHOOK_SECRET".into(), SECRET.into());
+    let api = common::Api::start(env).await;
+    let next_id = Arc::new(AtomicU64::new(0));
+    for size in [1024usize, 10 * 1024] {
+        let pad = "x".repeat(size.saturating_sub(40));
+        let body =
+            Arc::new(format!("{{\"zen\":\"bench\",\"hook_id\":1,\"pad\":\"{pad}\"}}").into_bytes());
+        for callers in [16, 64] {
+            let (rps, p50, p99, n) = run(&api, callers, body.clone(), next_id.clone()).await;
+            println!(
+                "webhook {:>5} B payload {callers:>3} callers: {rps:>8.0} deliveries/s  p50 {p50:.3} ms  p99 {p99:.3} ms  ({n} deliveries)",
+                body.len()
+            );
+        }
+    }
+}
