@@ -165,6 +165,7 @@ impl Api {
             github,
             bot_metrics: Arc::new(metrics::BotMetrics::new()),
             bot_limiter: Arc::new(Mutex::new(limiter)),
+            permission_cache: Arc::default(),
         };
         Ok(Api { state, listener })
     }

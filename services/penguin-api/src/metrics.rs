@@ -20,6 +20,7 @@ pub struct BotMetrics {
     start_lag: Histogram,
     commands: Family<Labels, Counter>,
     command_duration: Histogram,
+    model_tokens: Counter,
 }
 
 impl Default for BotMetrics {
@@ -40,6 +41,7 @@ impl BotMetrics {
             start_lag: Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0]),
             commands: Family::default(),
             command_duration: Histogram::new([0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0]),
+            model_tokens: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -76,6 +78,11 @@ impl BotMetrics {
             "bot_command_duration_seconds",
             "Bot command duration",
             metrics.command_duration.clone(),
+        );
+        registry.register(
+            "model_tokens",
+            "Model tokens used (prompt and completion)",
+            metrics.model_tokens.clone(),
         );
         BotMetrics {
             registry,
@@ -124,6 +131,11 @@ impl BotMetrics {
             ])
             .inc();
         self.command_duration.observe(duration.as_secs_f64());
+    }
+
+    /// Tokens a model call used.
+    pub fn model_tokens(&self, tokens: u64) {
+        self.model_tokens.inc_by(tokens);
     }
 
     /// The Prometheus text exposition.

@@ -65,6 +65,9 @@ pub struct AppState {
     pub github: Arc<GitHubIntegration>,
     /// The bot's metrics.
     pub bot_metrics: Arc<BotMetrics>,
+    /// Collaborator permissions by (repository, login), reused for a minute.
+    pub permission_cache:
+        Arc<Mutex<std::collections::HashMap<(String, String), (Option<String>, Instant)>>>,
     /// Per-repository and per-user command caps.
     pub bot_limiter: Arc<Mutex<CommandLimiter>>,
 }
@@ -94,6 +97,7 @@ impl AppState {
         let mut totals = self.usage.lock().unwrap_or_else(|e| e.into_inner());
         totals.requests += 1;
         if let Some(u) = usage {
+            self.bot_metrics.model_tokens(u64::from(u.total_tokens));
             totals.prompt_tokens += u64::from(u.prompt_tokens);
             totals.completion_tokens += u64::from(u.completion_tokens);
             totals.total_tokens += u64::from(u.total_tokens);

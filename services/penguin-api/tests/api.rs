@@ -359,6 +359,22 @@ async fn chat_stores_both_turns_and_conversations_list_newest_first() {
         .await
         .unwrap();
     assert_eq!(r.status(), 415);
+    // Model tokens are counted for operators.
+    let metrics = api
+        .http
+        .get(api.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let tokens: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("penguin_model_tokens_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(tokens > 0, "{metrics}");
     // Hidden markdown never reaches the model.
     api.post(
         "/api/v1/chat/message",

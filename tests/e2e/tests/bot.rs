@@ -23,6 +23,11 @@ struct Pod {
 }
 
 async fn pod() -> Pod {
+    pod_with_config(None).await
+}
+
+/// A pod whose server `.penguin/config.yml` holds `config` (when given).
+async fn pod_with_config(config: Option<&str>) -> Pod {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
     let llm = LlmStandIn::start().await.unwrap();
@@ -37,7 +42,10 @@ async fn pod() -> Pod {
     std::env::set_var("PENGUIN_DEFAULT_MODEL", "standin-model");
     std::env::set_var("GITHUB_WEBHOOK_SECRET", SECRET);
     let workspace = dir.path().join("workspace");
-    std::fs::create_dir_all(&workspace).unwrap();
+    std::fs::create_dir_all(workspace.join(".penguin")).unwrap();
+    if let Some(config) = config {
+        std::fs::write(workspace.join(".penguin/config.yml"), config).unwrap();
+    }
     let api = penguin_api::config::Cli::try_parse_from([
         "penguin-api",
         "--host",
@@ -298,6 +306,22 @@ async fn review_on_a_pull_request_runs_a_check_and_posts_a_comment_review() {
     // The model saw the diff.
     let sent = pod.llm.requests().last().unwrap().to_string();
     assert!(sent.contains("input.is_empty()"), "{sent}");
+    // The PR body carries the summary and task id between markers, once.
+    let pulls = pod.github.standin.pulls(OWNER, REPO);
+    let body = pulls.iter().find(|p| p["number"] == 2).unwrap()["body"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(body.starts_with("Fixes #1"), "{body}");
+    assert_eq!(
+        body.matches("<!-- penguin:summary:start -->").count(),
+        1,
+        "{body}"
+    );
+    assert!(
+        body.contains("`review`") && body.contains("task_"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -385,4 +409,149 @@ async fn only_the_right_people_make_it_act() {
         .unwrap()
         .status();
     assert_eq!(status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_comments_and_review_bodies_trigger_too() {
+    let pod = pod().await;
+    pod.llm.push_reply(Reply::Text("The guard is fine.".into()));
+    // GitHub's pull_request_review_comment.created example, retargeted.
+    let path = penguin_test_support::workspace_root()
+        .join("../shared/fixtures/webhooks/api.github.com.json");
+    let events: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture required")).unwrap();
+    let example = |name: &str, action: &str| {
+        events
+            .iter()
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["examples"].as_array())
+            .and_then(|ex| ex.iter().find(|p| p["action"] == action))
+            .cloned()
+            .unwrap_or_else(|| panic!("a {name}.{action} example"))
+    };
+    let retarget = |mut payload: Value, author_path: &str| {
+        payload["repository"]["full_name"] = json!(format!("{OWNER}/{REPO}"));
+        payload["repository"]["name"] = json!(REPO);
+        payload["repository"]["owner"]["login"] = json!(OWNER);
+        payload["pull_request"]["number"] = json!(2);
+        payload["pull_request"]["labels"] = json!([]);
+        payload[author_path]["user"]["login"] = json!("octocat");
+        payload[author_path]["user"]["type"] = json!("User");
+        payload["sender"]["login"] = json!("octocat");
+        payload["sender"]["type"] = json!("User");
+        payload
+    };
+    let mut comment = retarget(example("pull_request_review_comment", "created"), "comment");
+    comment["comment"]["id"] = json!(77001);
+    comment["comment"]["body"] = json!("@Penguin is this guard enough?");
+    let body = serde_json::to_vec(&comment).unwrap();
+    let status = pod
+        .http
+        .post(format!("{}/api/v1/integrations/github/webhook", pod.base))
+        .header("X-GitHub-Event", "pull_request_review_comment")
+        .header("X-GitHub-Delivery", "rc-1")
+        .header(
+            "X-Hub-Signature-256",
+            penguin_bot::signature::sign(SECRET.as_bytes(), &body),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    pod.wait_for("the answer to the review comment", |g| {
+        g.standin
+            .comments(OWNER, REPO, 2)
+            .iter()
+            .any(|(_, body, _)| body.contains("The guard is fine."))
+    })
+    .await;
+    let reaction = pod
+        .github
+        .standin
+        .calls()
+        .into_iter()
+        .find(|c| c.path.ends_with("/pulls/comments/77001/reactions"))
+        .expect("👀 on the review comment");
+    assert_eq!(reaction.body["content"], "eyes");
+
+    pod.llm
+        .push_reply(Reply::Text("- [ ] Add an error type".into()));
+    let mut review = retarget(example("pull_request_review", "submitted"), "review");
+    review["review"]["id"] = json!(88001);
+    review["review"]["body"] = json!("Looks close. @Penguin plan the follow-up");
+    let body = serde_json::to_vec(&review).unwrap();
+    let status = pod
+        .http
+        .post(format!("{}/api/v1/integrations/github/webhook", pod.base))
+        .header("X-GitHub-Event", "pull_request_review")
+        .header("X-GitHub-Delivery", "rv-1")
+        .header(
+            "X-Hub-Signature-256",
+            penguin_bot::signature::sign(SECRET.as_bytes(), &body),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    pod.wait_for("the plan from the review body", |g| {
+        g.standin
+            .comments(OWNER, REPO, 2)
+            .iter()
+            .any(|(_, body, _)| body.contains("- [ ] Add an error type"))
+    })
+    .await;
+    assert!(pod
+        .github
+        .standin
+        .check_runs(OWNER, REPO)
+        .iter()
+        .any(|c| c["name"] == "penguin/plan"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_review_pre_hook_stops_the_review_and_shows_in_the_check_run() {
+    let config = r#"
+hooks:
+  pre:
+    review.run:
+      - argv: ["/bin/sh", "-c", "read ctx; echo \"policy says no for $(echo $ctx | grep -o 'review.run')\" >&2; exit 1"]
+        timeout_secs: 10
+"#;
+    let pod = pod_with_config(Some(config)).await;
+    assert_eq!(
+        pod.deliver(
+            "hook-1",
+            &comment_delivery(2, true, "@Penguin review", "octocat", "User", 9301)
+        )
+        .await,
+        200
+    );
+    pod.wait_for("a completed check run", |g| {
+        g.standin
+            .check_runs(OWNER, REPO)
+            .iter()
+            .any(|c| c["status"] == "completed")
+    })
+    .await;
+    let run = &pod.github.standin.check_runs(OWNER, REPO)[0];
+    assert_eq!(run["conclusion"], "failure");
+    let summary = run["output"]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("policy says no for review.run"),
+        "{summary}"
+    );
+    assert!(
+        pod.github.standin.reviews(OWNER, REPO, 2).is_empty(),
+        "no review after a failed pre-hook"
+    );
+    assert!(pod.llm.requests().is_empty(), "the model was not asked");
+    assert!(pod
+        .github
+        .standin
+        .issue_labels(OWNER, REPO, 2)
+        .contains(&"penguin:failed".to_string()));
 }

@@ -130,6 +130,8 @@ fn parse(method: &Method, path: &str) -> Option<(String, String, Op)> {
         // GitHub also takes POST for PATCH endpoints (octocrab updates comments that way).
         ("PATCH" | "POST", ["issues", "comments", id]) => Op::UpdateComment(num(id)?),
         ("POST", ["issues", "comments", id, "reactions"]) => Op::CreateReaction(num(id)?),
+        // Reactions on pull-request review (line) comments.
+        ("POST", ["pulls", "comments", id, "reactions"]) => Op::CreateReaction(num(id)?),
         ("GET", ["issues", n]) => Op::GetIssue(num(n)?),
         ("GET", ["issues", n, "comments"]) => Op::ListComments(num(n)?),
         ("POST", ["issues", n, "comments"]) => Op::CreateComment(num(n)?),

@@ -7,7 +7,11 @@ use octocrab::{
     models::{
         reactions::ReactionContent,
         webhook_events::{
-            payload::IssueCommentWebhookEventAction, WebhookEvent, WebhookEventPayload,
+            payload::{
+                IssueCommentWebhookEventAction, PullRequestReviewCommentWebhookEventAction,
+                PullRequestReviewWebhookEventAction,
+            },
+            WebhookEvent, WebhookEventPayload,
         },
         CheckRunId, CommentId,
     },
@@ -16,7 +20,7 @@ use octocrab::{
 use penguin_api_store::{Delivery, NewTask, TaskState};
 use penguin_bot::{
     command::{self, Command},
-    config::ServerConfig,
+    config::{HookEvent, ServerConfig},
     gate::{self, Actor, Decision, Target},
 };
 use penguin_llm::{ChatMessage, ChatRequest, Role};
@@ -33,7 +37,22 @@ const TOKEN_PERMISSIONS: &[(&str, &str)] = &[
 ];
 
 /// Events the bot acts on: their payloads must parse.
-const ACTED_ON: &[&str] = &["issue_comment"];
+const ACTED_ON: &[&str] = &[
+    "issue_comment",
+    "pull_request_review",
+    "pull_request_review_comment",
+];
+
+/// Where the 👀 reaction goes.
+#[derive(Clone, Copy, Debug)]
+enum ReactTo {
+    /// An issue or pull-request conversation comment.
+    IssueComment(u64),
+    /// A line comment in a pull-request review.
+    ReviewComment(u64),
+    /// A review body: GitHub has no reactions for reviews.
+    Nothing,
+}
 
 /// How a delivery ended.
 #[derive(Debug)]
@@ -47,7 +66,9 @@ pub enum Outcome {
 /// A mention in a comment, with what the gates need.
 struct Mention {
     repository: String,
+    /// Deduplication key: the comment's (or review's) id.
     comment_id: u64,
+    react_to: ReactTo,
     body: String,
     login: String,
     is_bot: bool,
@@ -86,16 +107,11 @@ pub async fn handle(state: &AppState, delivery: &Delivery) -> Result<Outcome, St
         WebhookEventPayload::IssueComment(p)
             if p.action == IssueCommentWebhookEventAction::Created =>
         {
-            let association = p
-                .comment
-                .author_association
-                .as_ref()
-                .and_then(|a| serde_json::to_value(a).ok())
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_else(|| "NONE".into());
+            let association = association_of(p.comment.author_association.as_ref());
             let mention = Mention {
                 repository,
                 comment_id: p.comment.id.0,
+                react_to: ReactTo::IssueComment(p.comment.id.0),
                 body: p.comment.body.clone().unwrap_or_default(),
                 is_bot: sender_is_bot || p.comment.user.r#type == "Bot",
                 login: p.comment.user.login.clone(),
@@ -109,6 +125,48 @@ pub async fn handle(state: &AppState, delivery: &Delivery) -> Result<Outcome, St
             };
             on_mention(state, delivery, mention).await
         }
+        WebhookEventPayload::PullRequestReview(p)
+            if p.action == PullRequestReviewWebhookEventAction::Submitted =>
+        {
+            let Some(user) = p.review.user.clone() else {
+                return Ok(Outcome::Ignored("review without an author".into()));
+            };
+            let mention = pr_mention(
+                &p.pull_request,
+                repository,
+                org_owned,
+                PrText {
+                    id: p.review.id.0,
+                    react_to: ReactTo::Nothing,
+                    body: p.review.body.clone().unwrap_or_default(),
+                    is_bot: sender_is_bot || user.r#type == "Bot",
+                    login: user.login.clone(),
+                    association: association_of(p.review.author_association.as_ref()),
+                },
+            );
+            on_mention(state, delivery, mention).await
+        }
+        WebhookEventPayload::PullRequestReviewComment(p)
+            if p.action == PullRequestReviewCommentWebhookEventAction::Created =>
+        {
+            let Some(user) = p.comment.user.clone() else {
+                return Ok(Outcome::Ignored("review comment without an author".into()));
+            };
+            let mention = pr_mention(
+                &p.pull_request,
+                repository,
+                org_owned,
+                PrText {
+                    id: p.comment.id.0,
+                    react_to: ReactTo::ReviewComment(p.comment.id.0),
+                    body: p.comment.body.clone(),
+                    is_bot: sender_is_bot || user.r#type == "Bot",
+                    login: user.login.clone(),
+                    association: association_of(p.comment.author_association.as_ref()),
+                },
+            );
+            on_mention(state, delivery, mention).await
+        }
         _ => Ok(Outcome::Ignored(format!(
             "{}{} is not acted on",
             delivery.event,
@@ -118,6 +176,97 @@ pub async fn handle(state: &AppState, delivery: &Delivery) -> Result<Outcome, St
                 .map(|a| format!(".{a}"))
                 .unwrap_or_default()
         ))),
+    }
+}
+
+/// How long a collaborator-permission answer is reused.
+const PERMISSION_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The commenter's permission on the repository (`admin`, `write`, …), from
+/// GitHub's collaborator API, cached briefly per repository and user.
+async fn collaborator_permission(
+    state: &AppState,
+    client: &RepoClient,
+    login: &str,
+) -> Option<String> {
+    let key = (
+        format!("{}/{}", client.owner, client.repo),
+        login.to_ascii_lowercase(),
+    );
+    if let Some((permission, at)) = state
+        .permission_cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+    {
+        if at.elapsed() < PERMISSION_TTL {
+            return permission.clone();
+        }
+    }
+    let permission = client
+        .crab
+        .get::<Value, _, ()>(
+            format!(
+                "/repos/{}/{}/collaborators/{login}/permission",
+                client.owner, client.repo
+            ),
+            None,
+        )
+        .await
+        .ok()
+        .and_then(|v| v["permission"].as_str().map(str::to_string));
+    let mut cache = state
+        .permission_cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    cache.retain(|_, (_, at)| at.elapsed() < PERMISSION_TTL);
+    cache.insert(key, (permission.clone(), Instant::now()));
+    permission
+}
+
+/// `author_association` as GitHub spells it (`OWNER`, `MEMBER`, …).
+fn association_of(association: Option<&octocrab::models::AuthorAssociation>) -> String {
+    association
+        .and_then(|a| serde_json::to_value(a).ok())
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "NONE".into())
+}
+
+/// The text of a review or review comment and who wrote it.
+struct PrText {
+    id: u64,
+    react_to: ReactTo,
+    body: String,
+    is_bot: bool,
+    login: String,
+    association: String,
+}
+
+fn pr_mention(
+    pull: &octocrab::models::pulls::PullRequest,
+    repository: String,
+    org_owned: bool,
+    text: PrText,
+) -> Mention {
+    Mention {
+        repository,
+        comment_id: text.id,
+        react_to: text.react_to,
+        body: text.body,
+        login: text.login,
+        is_bot: text.is_bot,
+        association: text.association,
+        number: pull.number,
+        is_pull_request: true,
+        labels: pull
+            .labels
+            .iter()
+            .flatten()
+            .map(|l| l.name.clone())
+            .collect(),
+        title: pull.title.clone().unwrap_or_default(),
+        issue_body: pull.body.clone().unwrap_or_default(),
+        org_owned,
     }
 }
 
@@ -169,15 +318,8 @@ async fn run_mention(
     let crab = &client.crab;
     let (owner, repo) = (client.owner.as_str(), client.repo.as_str());
     let issues = crab.issues(owner, repo);
-    let permission: Option<String> = crab
-        .get::<Value, _, ()>(
-            format!("/repos/{owner}/{repo}/collaborators/{}/permission", m.login),
-            None,
-        )
-        .await
-        .ok()
-        .and_then(|v| v["permission"].as_str().map(str::to_string));
-    let (head_sha, from_fork) = if m.is_pull_request {
+    let permission = collaborator_permission(state, client, &m.login).await;
+    let (head_sha, from_fork, pull_body) = if m.is_pull_request {
         let pull = crab
             .pulls(owner, repo)
             .get(m.number)
@@ -189,9 +331,13 @@ async fn run_mention(
             .as_ref()
             .and_then(|r| r.fork)
             .unwrap_or(false);
-        (Some(pull.head.sha.clone()), fork)
+        (
+            Some(pull.head.sha.clone()),
+            fork,
+            pull.body.clone().unwrap_or_default(),
+        )
     } else {
-        (None, false)
+        (None, false, String::new())
     };
     let actor = Actor {
         login: m.login.clone(),
@@ -249,10 +395,21 @@ async fn run_mention(
     }
 
     // 👀 first: the person sees at once that the bot is on it.
-    issues
-        .create_comment_reaction(CommentId(m.comment_id), ReactionContent::Eyes)
-        .await
-        .map_err(|e| e.to_string())?;
+    match m.react_to {
+        ReactTo::IssueComment(id) => {
+            issues
+                .create_comment_reaction(CommentId(id), ReactionContent::Eyes)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        ReactTo::ReviewComment(id) => {
+            crab.pulls(owner, repo)
+                .create_comment_reaction(CommentId(id), ReactionContent::Eyes)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        ReactTo::Nothing => {}
+    }
     let task = state
         .store
         .create_task(NewTask {
@@ -313,7 +470,40 @@ async fn run_mention(
             .await;
     }
 
-    let outcome = perform(state, config, m, &command, client).await;
+    let outcome = if command == Command::Review {
+        // review.run hooks: a failing pre-hook stops the review; a failing
+        // post-hook is reported with the result.
+        let context = json!({
+            "event": "review.run",
+            "repository": m.repository,
+            "pull_request": m.number,
+            "sha": head_sha,
+            "task_id": task.id,
+            "actor": m.login,
+        });
+        match penguin_bot::hooks::run_hooks(config.hooks.pre(HookEvent::ReviewRun), &context).await
+        {
+            Err(failure) => Err(format!(
+                "the review.run pre-hook stopped the review: {failure}"
+            )),
+            Ok(()) => {
+                let result = perform(state, config, m, &command, client).await;
+                match penguin_bot::hooks::run_hooks(
+                    config.hooks.post(HookEvent::ReviewRun),
+                    &context,
+                )
+                .await
+                {
+                    Err(failure) => {
+                        result.map(|text| format!("{text}\n\n⚠️ review.run post-hook: {failure}"))
+                    }
+                    Ok(()) => result,
+                }
+            }
+        }
+    } else {
+        perform(state, config, m, &command, client).await
+    };
     let (ok, summary, body) = match &outcome {
         Ok(text) => (true, format!("`{}` finished", command.name()), text.clone()),
         Err(reason) => (
@@ -353,6 +543,24 @@ async fn run_mention(
             .await
             .map_err(|e| tracing::warn!(error = %e, "cannot complete the check run"));
     }
+    if m.is_pull_request {
+        let summary_block = format!(
+            "**Penguin** `{}`: {} — task [`{}`]({details_url})",
+            command.name(),
+            if ok { "✅ done" } else { "❌ failed" },
+            task.id
+        );
+        let body = with_summary(&pull_body, &summary_block);
+        if body != pull_body {
+            let _ = crab
+                .patch::<Value, _, _>(
+                    format!("/repos/{owner}/{repo}/pulls/{}", m.number),
+                    Some(&json!({ "body": body })),
+                )
+                .await
+                .map_err(|e| tracing::warn!(error = %e, "cannot update the pull request body"));
+        }
+    }
     if config.github.labels.enabled {
         let map = &config.github.labels.label_map;
         let _ = issues.remove_label(m.number, &map.in_progress).await;
@@ -380,6 +588,28 @@ async fn run_mention(
         .bot_metrics
         .command(command.name(), ok, started.elapsed());
     Ok(Outcome::Done(summary))
+}
+
+/// Marks the bot's block in a pull request's body.
+const SUMMARY_START: &str = "<!-- penguin:summary:start -->";
+/// Ends the bot's block.
+const SUMMARY_END: &str = "<!-- penguin:summary:end -->";
+
+/// `body` with the bot's block set to `summary`: replaced in place when the
+/// markers exist, appended otherwise, so repeated runs keep one block.
+fn with_summary(body: &str, summary: &str) -> String {
+    let block = format!("{SUMMARY_START}\n{summary}\n{SUMMARY_END}");
+    match (body.find(SUMMARY_START), body.find(SUMMARY_END)) {
+        (Some(start), Some(end)) if end > start => {
+            format!(
+                "{}{block}{}",
+                &body[..start],
+                &body[end + SUMMARY_END.len()..]
+            )
+        }
+        _ if body.trim().is_empty() => block,
+        _ => format!("{}\n\n{block}", body.trim_end()),
+    }
 }
 
 fn truncate(text: &str, max: usize) -> String {
@@ -562,4 +792,33 @@ async fn review(
         "Review posted ({} files, {lines} diff lines).\n\n{findings}",
         all.len().min(limits.max_files)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_block_is_added_once_and_replaced_in_place() {
+        let first = with_summary("Fixes #1", "review: done");
+        assert_eq!(
+            first,
+            format!("Fixes #1\n\n{SUMMARY_START}\nreview: done\n{SUMMARY_END}")
+        );
+        let second = with_summary(&format!("{first}\n\nmore text"), "review: failed");
+        assert_eq!(second.matches(SUMMARY_START).count(), 1);
+        assert!(second.contains("review: failed") && !second.contains("review: done"));
+        assert!(second.starts_with("Fixes #1") && second.ends_with("more text"));
+        assert_eq!(
+            with_summary("", "x"),
+            format!("{SUMMARY_START}\nx\n{SUMMARY_END}")
+        );
+        assert_eq!(with_summary(&second, "review: failed"), second);
+    }
+
+    #[test]
+    fn plans_become_checklists() {
+        assert_eq!(ensure_checklist("1. a\n2. b"), "- [ ] a\n- [ ] b");
+        assert_eq!(ensure_checklist("- [ ] a\n- [x] b"), "- [ ] a\n- [x] b");
+    }
 }

@@ -16,12 +16,22 @@ use tracing::Instrument;
 const CONCURRENCY: usize = 4;
 /// Look again this often even without a wake-up.
 const POLL: Duration = Duration::from_secs(2);
+/// How often old deliveries are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// GitHub lets deliveries be redelivered for three days: their GUIDs are
+/// kept at least that long whatever `retention_days` says.
+const MIN_RETENTION_DAYS: i64 = 3;
 
 /// Runs the worker until the process ends.
 pub async fn run(state: AppState) {
     let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
+    let mut last_prune: Option<std::time::Instant> = None;
     loop {
+        if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            prune(&state).await;
+            last_prune = Some(std::time::Instant::now());
+        }
         let pending = match state.store.pending_deliveries(64).await {
             Ok(p) => p,
             Err(err) => {
@@ -56,6 +66,18 @@ pub async fn run(state: AppState) {
             _ = state.github.wake.notified() => {}
             _ = tokio::time::sleep(POLL) => {}
         }
+    }
+}
+
+/// Deletes finished deliveries older than the configured retention.
+async fn prune(state: &AppState) {
+    let days =
+        i64::from(state.github.config.current().github.retention_days).max(MIN_RETENTION_DAYS);
+    let before = chrono::Utc::now() - chrono::Duration::days(days);
+    match state.store.prune_deliveries(before).await {
+        Ok(0) => {}
+        Ok(removed) => tracing::info!(removed, retention_days = days, "old deliveries pruned"),
+        Err(err) => tracing::warn!(%err, "cannot prune old deliveries"),
     }
 }
 

@@ -12,6 +12,7 @@
 pub mod command;
 pub mod config;
 pub mod gate;
+pub mod hooks;
 pub mod limits;
 pub mod signature;
 

@@ -401,3 +401,71 @@ mod tests {
         );
     }
 }
+
+impl Store {
+    /// Deletes finished deliveries (done, failed, ignored) received before
+    /// `before`, with their payloads and comment claims; returns how many.
+    /// Queued and processing deliveries are never pruned.
+    pub async fn prune_deliveries(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        let cutoff = fmt_time(before);
+        self.with_conn(move |conn| {
+            let removed = conn.execute(
+                "DELETE FROM deliveries WHERE received_at < ?1 AND state IN (?2, ?3, ?4)",
+                params![
+                    cutoff,
+                    DeliveryState::Done.as_str(),
+                    DeliveryState::Failed.as_str(),
+                    DeliveryState::Ignored.as_str(),
+                ],
+            )?;
+            Ok(removed as u64)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod prune_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn prunes_only_old_finished_deliveries_and_their_claims() {
+        let store = Store::open_in_memory().await.unwrap();
+        for (id, state) in [
+            ("old-done", DeliveryState::Done),
+            ("old-queued", DeliveryState::Queued),
+        ] {
+            store
+                .insert_delivery(NewDelivery {
+                    delivery_id: id.into(),
+                    event: "issue_comment".into(),
+                    action: None,
+                    repository: None,
+                    payload: b"{}".to_vec(),
+                })
+                .await
+                .unwrap();
+            store.set_delivery_state(id, state, None).await.unwrap();
+        }
+        assert!(store.claim_comment(42, "old-done").await.unwrap());
+        // Nothing is older than an hour ago.
+        let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+        assert_eq!(store.prune_deliveries(hour_ago).await.unwrap(), 0);
+        let later = chrono::Utc::now() + chrono::Duration::seconds(1);
+        assert_eq!(store.prune_deliveries(later).await.unwrap(), 1);
+        assert!(store
+            .get_delivery("old-done")
+            .await
+            .unwrap_err()
+            .is_not_found());
+        assert_eq!(
+            store.get_delivery("old-queued").await.unwrap().state,
+            DeliveryState::Queued
+        );
+        // The claim went with its delivery: another delivery may claim the comment now.
+        assert!(store.claim_comment(42, "old-queued").await.unwrap());
+    }
+}
