@@ -32,6 +32,9 @@ pub struct TokenTotals {
     pub requests: u64,
 }
 
+/// Collaborator permission answers: (repository, login) → (permission, fetched at).
+pub type PermissionCache = std::collections::HashMap<(String, String), (Option<String>, Instant)>;
+
 /// Shared state; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
