@@ -69,8 +69,7 @@ pub struct AppState {
     /// The bot's metrics.
     pub bot_metrics: Arc<BotMetrics>,
     /// Collaborator permissions by (repository, login), reused for a minute.
-    pub permission_cache:
-        Arc<Mutex<std::collections::HashMap<(String, String), (Option<String>, Instant)>>>,
+    pub permission_cache: Arc<Mutex<PermissionCache>>,
     /// Per-repository and per-user command caps.
     pub bot_limiter: Arc<Mutex<CommandLimiter>>,
 }
