@@ -141,6 +141,8 @@ pub struct Settings {
     pub public_url: String,
     /// GitHub REST base URL.
     pub github_api_url: String,
+    /// GitHub web and git base URL.
+    pub github_server_url: String,
     /// `GITHUB_REPOSITORY`.
     pub github_repository: Option<String>,
 }
@@ -230,6 +232,7 @@ impl Cli {
             llm,
             public_url: self.public_url.clone(),
             github_api_url: self.github.github_api_url.clone(),
+            github_server_url: self.github.github_server_url.clone(),
             github_repository: self.github.github_repository.clone(),
         })
     }

@@ -97,8 +97,9 @@ impl Api {
                 settings.workspace.clone(),
             )),
         };
-        let tools =
-            Arc::new(ToolRegistry::new(settings.workspace.clone(), policy).with_runner(runner));
+        let tools = Arc::new(
+            ToolRegistry::new(settings.workspace.clone(), policy.clone()).with_runner(runner),
+        );
         let model = settings.llm.as_ref().map(penguin_llm::build);
         let current = match store.get_setting(CURRENT_MODEL).await? {
             Some(saved) => saved,
@@ -166,6 +167,7 @@ impl Api {
             bot_metrics: Arc::new(metrics::BotMetrics::new()),
             bot_limiter: Arc::new(Mutex::new(limiter)),
             permission_cache: Arc::default(),
+            policy,
         };
         Ok(Api { state, listener })
     }

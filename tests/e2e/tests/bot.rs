@@ -19,6 +19,7 @@ struct Pod {
     llm: LlmStandIn,
     base: String,
     http: reqwest::Client,
+    run: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -28,8 +29,13 @@ async fn pod() -> Pod {
 
 /// A pod whose server `.penguin/config.yml` holds `config` (when given).
 async fn pod_with_config(config: Option<&str>) -> Pod {
+    pod_with(config, Duration::from_secs(3600)).await
+}
+
+/// …and whose installation tokens live `token_ttl`.
+async fn pod_with(config: Option<&str>, token_ttl: Duration) -> Pod {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
+    let github = GitHub::start(token_ttl).await.unwrap();
     let llm = LlmStandIn::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
@@ -118,6 +124,7 @@ async fn pod_with_config(config: Option<&str>) -> Pod {
         llm,
         base,
         http: reqwest::Client::new(),
+        run,
         _dir: dir,
     }
 }
@@ -554,4 +561,141 @@ hooks:
         .standin
         .issue_labels(OWNER, REPO, 2)
         .contains(&"penguin:failed".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fix_tests_pushes_a_bot_commit_and_opens_a_pull_request_while_tokens_rotate() {
+    let config = r#"
+security:
+  capabilities: { repo_write: allow, shell: allow }
+github:
+  fix_tests: { test_command: "sleep 2; grep -q fixed status.txt", max_rounds: 3, timeout_secs: 30 }
+"#;
+    // Tokens live three seconds: several rotations happen during the run.
+    let pod = pod_with(Some(config), Duration::from_secs(3)).await;
+    // Seed the repository with a failing "test" over real git, with the tokenator's credentials.
+    let seed = pod.run.join("seed");
+    std::fs::create_dir_all(&seed).unwrap();
+    let home = pod.run.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let helper = format!("store --file {}", pod.run.join("git-credentials").display());
+    let git = |args: &[&str]| penguin_test_support::git::git_ok(&seed, &home, args);
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(seed.join("status.txt"), "broken\n").unwrap();
+    git(&["add", "status.txt"]);
+    git(&["commit", "-q", "-m", "initial"]);
+    git(&[
+        "-c",
+        &format!("credential.helper={helper}"),
+        "push",
+        "-q",
+        &pod.github.repo_url(),
+        "main",
+    ]);
+
+    pod.llm.push_reply(Reply::Text(
+        r#"{"edits":[{"path":"status.txt","content":"fixed\n"}]}"#.into(),
+    ));
+    assert_eq!(
+        pod.deliver(
+            "fix-1",
+            &comment_delivery(1, false, "@Penguin fix tests", "octocat", "User", 9401)
+        )
+        .await,
+        200
+    );
+    pod.wait_for("the fix report", |g| {
+        g.standin
+            .comments(OWNER, REPO, 1)
+            .iter()
+            .any(|(_, body, _)| body.contains("Tests pass after my changes"))
+    })
+    .await;
+
+    // The branch, the commit's author and trailer, and the fixed file, read from the bare repository.
+    let bare = pod
+        .github
+        .dir
+        .path()
+        .join("git")
+        .join(OWNER)
+        .join(format!("{REPO}.git"));
+    let bare_git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(&bare)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let branch = bare_git(&[
+        "for-each-ref",
+        "--format=%(refname:short)",
+        "refs/heads/penguin/",
+    ]);
+    assert!(
+        branch.starts_with("penguin/") && branch.ends_with("-fix-tests"),
+        "{branch}"
+    );
+    let commit = bare_git(&["log", "-1", "--format=%an%n%ae%n%B", &branch]);
+    let mut lines = commit.lines();
+    assert_eq!(lines.next(), Some("penguin-agent[bot]"));
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .ends_with("+penguin-agent[bot]@users.noreply.github.com"),
+        "{commit}"
+    );
+    assert!(commit.contains("Task-ID: task_"), "{commit}");
+    assert_eq!(
+        bare_git(&["show", &format!("{branch}:status.txt")]),
+        "fixed"
+    );
+    assert_eq!(
+        bare_git(&["rev-parse", "main"]).len(),
+        40,
+        "main is untouched"
+    );
+    assert_ne!(
+        bare_git(&["rev-parse", "main"]),
+        bare_git(&["rev-parse", &branch])
+    );
+
+    // A pull request from the branch into main.
+    let pulls = pod.github.standin.pulls(OWNER, REPO);
+    let pr = pulls
+        .iter()
+        .find(|p| p["head"]["ref"] == branch.as_str())
+        .expect("a pull request for the branch");
+    assert_eq!(pr["base"]["ref"], "main");
+    assert!(pr["body"].as_str().unwrap().contains("Task-ID: task_"));
+    // Clone and push were more than a token lifetime apart (two ~2 s test
+    // rounds against 3 s tokens): the push needed a newer git token, asked
+    // for fresh, and no git request was refused.
+    let git_scope_mints = pod
+        .github
+        .standin
+        .mint_requests()
+        .iter()
+        .filter(|m| {
+            m.status == 201
+                && m.permissions
+                    .as_ref()
+                    .and_then(|p| p.get("contents"))
+                    .map(String::as_str)
+                    == Some("write")
+        })
+        .count();
+    assert!(
+        git_scope_mints >= 2,
+        "only {git_scope_mints} git-scoped tokens minted"
+    );
+    assert_eq!(pod.github.standin.git_auth_failures(), 0);
 }

@@ -7,7 +7,12 @@ use penguin_proto::tokenator::v1::{
     installation_selector::Target, token_service_client::TokenServiceClient, GetAppInfoRequest,
     GetTokenRequest, InstallationSelector, RevokeTokenRequest,
 };
-use std::{collections::HashMap, path::Path};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::Mutex,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 /// Why GitHub could not be reached for a repository.
 #[derive(Debug, thiserror::Error)]
@@ -32,16 +37,26 @@ pub struct BotIdentity {
     pub email: String,
 }
 
-/// An octocrab client for one repository plus the scoped token to revoke.
+/// A client's current token and when to replace it.
+struct Current {
+    crab: Octocrab,
+    refresh_at: SystemTime,
+}
+
+/// GitHub for one repository with a token down-scoped to it. The token is
+/// replaced once half of its remaining life is gone (long commands outlive
+/// one token), and every token used is revoked by [`RepoClient::finish`].
 pub struct RepoClient {
-    /// octocrab with the scoped installation token.
-    pub crab: Octocrab,
     /// `owner`.
     pub owner: String,
     /// `repo`.
     pub repo: String,
-    token: String,
-    socket: std::path::PathBuf,
+    full_name: String,
+    api_url: String,
+    socket: PathBuf,
+    permissions: Vec<(String, String)>,
+    current: Mutex<Current>,
+    used: Mutex<Vec<String>>,
 }
 
 impl RepoClient {
@@ -56,51 +71,105 @@ impl RepoClient {
         let (owner, repo) = full_name
             .split_once('/')
             .ok_or_else(|| ClientError::Tokenator(format!("{full_name:?} is not owner/repo")))?;
-        let channel = penguin_proto::connect_unix(socket)
-            .await
-            .map_err(|e| ClientError::Tokenator(e.to_string()))?;
-        let answer = TokenServiceClient::new(channel)
-            .get_token(GetTokenRequest {
-                installation: Some(InstallationSelector {
-                    target: Some(Target::Repository(full_name.to_string())),
-                }),
-                repositories: vec![repo.to_string()],
-                permissions: permissions
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect::<HashMap<_, _>>(),
-            })
-            .await
-            .map_err(|s| ClientError::Tokenator(s.message().to_string()))?
-            .into_inner();
-        let crab = Octocrab::builder()
-            .base_uri(api_url)
-            .map_err(|e| ClientError::Build(e.to_string()))?
-            .personal_token(answer.token.clone())
-            .build()
-            .map_err(|e| ClientError::Build(e.to_string()))?;
+        let permissions: Vec<(String, String)> = permissions
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (token, current) = fetch(socket, api_url, full_name, &permissions).await?;
         Ok(RepoClient {
-            crab,
             owner: owner.to_string(),
             repo: repo.to_string(),
-            token: answer.token,
+            full_name: full_name.to_string(),
+            api_url: api_url.to_string(),
             socket: socket.to_path_buf(),
+            permissions,
+            current: Mutex::new(current),
+            used: Mutex::new(vec![token]),
         })
     }
 
-    /// Revokes the scoped token (best effort: it expires within the hour anyway).
+    /// octocrab with a token that has at least half of its remaining life left.
+    pub async fn crab(&self) -> Result<Octocrab, ClientError> {
+        {
+            let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+            if SystemTime::now() < current.refresh_at {
+                return Ok(current.crab.clone());
+            }
+        }
+        let (token, fresh) = fetch(
+            &self.socket,
+            &self.api_url,
+            &self.full_name,
+            &self.permissions,
+        )
+        .await?;
+        let crab = fresh.crab.clone();
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        if !used.contains(&token) {
+            used.push(token);
+        }
+        Ok(crab)
+    }
+
+    /// Revokes every token this client used (best effort: they expire within the hour anyway).
     pub async fn finish(self) {
-        let revoke = async {
-            let channel = penguin_proto::connect_unix(&self.socket).await.ok()?;
-            TokenServiceClient::new(channel)
-                .revoke_token(RevokeTokenRequest { token: self.token })
-                .await
-                .ok()
+        let tokens = std::mem::take(&mut *self.used.lock().unwrap_or_else(|e| e.into_inner()));
+        let Ok(channel) = penguin_proto::connect_unix(&self.socket).await else {
+            tracing::warn!("could not revoke scoped tokens; they expire on their own");
+            return;
         };
-        if revoke.await.is_none() {
-            tracing::warn!("could not revoke a scoped token; it expires on its own");
+        let mut client = TokenServiceClient::new(channel);
+        for token in tokens {
+            if client
+                .revoke_token(RevokeTokenRequest { token })
+                .await
+                .is_err()
+            {
+                tracing::warn!("could not revoke a scoped token; it expires on its own");
+            }
         }
     }
+}
+
+/// A scoped token from the tokenator and an octocrab client using it.
+async fn fetch(
+    socket: &Path,
+    api_url: &str,
+    full_name: &str,
+    permissions: &[(String, String)],
+) -> Result<(String, Current), ClientError> {
+    let repo = full_name.split('/').nth(1).unwrap_or(full_name);
+    let channel = penguin_proto::connect_unix(socket)
+        .await
+        .map_err(|e| ClientError::Tokenator(e.to_string()))?;
+    let answer = TokenServiceClient::new(channel)
+        .get_token(GetTokenRequest {
+            installation: Some(InstallationSelector {
+                target: Some(Target::Repository(full_name.to_string())),
+            }),
+            repositories: vec![repo.to_string()],
+            permissions: permissions.iter().cloned().collect::<HashMap<_, _>>(),
+        })
+        .await
+        .map_err(|s| ClientError::Tokenator(s.message().to_string()))?
+        .into_inner();
+    let now = SystemTime::now();
+    let refresh_at = match answer.expires_at {
+        Some(t) => {
+            let expires = UNIX_EPOCH + Duration::from_secs(t.seconds.max(0) as u64);
+            now + expires.duration_since(now).unwrap_or_default() / 2
+        }
+        // A fixed token (no known expiry): keep it.
+        None => now + Duration::from_secs(3600),
+    };
+    let crab = Octocrab::builder()
+        .base_uri(api_url)
+        .map_err(|e| ClientError::Build(e.to_string()))?
+        .personal_token(answer.token.clone())
+        .build()
+        .map_err(|e| ClientError::Build(e.to_string()))?;
+    Ok((answer.token, Current { crab, refresh_at }))
 }
 
 /// The App's bot user, from the tokenator's `GetAppInfo`.

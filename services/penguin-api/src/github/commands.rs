@@ -204,7 +204,9 @@ async fn collaborator_permission(
         }
     }
     let permission = client
-        .crab
+        .crab()
+        .await
+        .ok()?
         .get::<Value, _, ()>(
             format!(
                 "/repos/{}/{}/collaborators/{login}/permission",
@@ -315,11 +317,11 @@ async fn run_mention(
     command: Command,
     client: &RepoClient,
 ) -> Result<Outcome, String> {
-    let crab = &client.crab;
+    let crab = client.crab().await.map_err(|e| e.to_string())?;
     let (owner, repo) = (client.owner.as_str(), client.repo.as_str());
     let issues = crab.issues(owner, repo);
     let permission = collaborator_permission(state, client, &m.login).await;
-    let (head_sha, from_fork, pull_body) = if m.is_pull_request {
+    let (head_sha, from_fork, pull_body, head_ref) = if m.is_pull_request {
         let pull = crab
             .pulls(owner, repo)
             .get(m.number)
@@ -335,9 +337,10 @@ async fn run_mention(
             Some(pull.head.sha.clone()),
             fork,
             pull.body.clone().unwrap_or_default(),
+            Some(pull.head.ref_field.clone()),
         )
     } else {
-        (None, false, String::new())
+        (None, false, String::new(), None)
     };
     let actor = Actor {
         login: m.login.clone(),
@@ -487,7 +490,16 @@ async fn run_mention(
                 "the review.run pre-hook stopped the review: {failure}"
             )),
             Ok(()) => {
-                let result = perform(state, config, m, &command, client).await;
+                let result = perform(
+                    state,
+                    config,
+                    m,
+                    &command,
+                    client,
+                    &task.id,
+                    head_ref.as_deref(),
+                )
+                .await;
                 match penguin_bot::hooks::run_hooks(
                     config.hooks.post(HookEvent::ReviewRun),
                     &context,
@@ -502,8 +514,20 @@ async fn run_mention(
             }
         }
     } else {
-        perform(state, config, m, &command, client).await
+        perform(
+            state,
+            config,
+            m,
+            &command,
+            client,
+            &task.id,
+            head_ref.as_deref(),
+        )
+        .await
     };
+    // The work may have outlived the token: fresh client for the reporting.
+    let crab = client.crab().await.map_err(|e| e.to_string())?;
+    let issues = crab.issues(owner, repo);
     let (ok, summary, body) = match &outcome {
         Ok(text) => (true, format!("`{}` finished", command.name()), text.clone()),
         Err(reason) => (
@@ -630,6 +654,8 @@ async fn perform(
     m: &Mention,
     command: &Command,
     client: &RepoClient,
+    task_id: &str,
+    head_ref: Option<&str>,
 ) -> Result<String, String> {
     let subject = format!(
         "{} #{}: {}\n\n{}",
@@ -648,9 +674,20 @@ async fn perform(
             let answer = ask(state, "You plan software work. Answer with a short plan as a Markdown checklist (`- [ ] step`), nothing else.", &subject).await?;
             Ok(ensure_checklist(&answer))
         }
-        Command::Summarize => ask(state, "Summarize this issue or pull request in a few sentences for a maintainer.", &subject).await,
+        Command::Summarize => {
+            ask(
+                state,
+                "Summarize this issue or pull request in a few sentences for a maintainer.",
+                &subject,
+            )
+            .await
+        }
         Command::Question(question) => {
-            let prompt = format!("{subject}\n\nQuestion from @{}: {}", m.login, penguin_agent::strip_hidden(question));
+            let prompt = format!(
+                "{subject}\n\nQuestion from @{}: {}",
+                m.login,
+                penguin_agent::strip_hidden(question)
+            );
             ask(state, "You are Penguin, a coding assistant on GitHub. Answer the question about this issue or pull request briefly.", &prompt).await
         }
         Command::Review => {
@@ -661,12 +698,49 @@ async fn perform(
         }
         Command::Approve => {
             let label = &config.github.labels.label_map.needs_input;
-            let _ = client.crab.issues(&client.owner, &client.repo).remove_label(m.number, label).await;
-            Ok(format!("Approved by @{}: pending requests on this thread may proceed.", m.login))
+            let crab = client.crab().await.map_err(|e| e.to_string())?;
+            let _ = crab
+                .issues(&client.owner, &client.repo)
+                .remove_label(m.number, label)
+                .await;
+            Ok(format!(
+                "Approved by @{}: pending requests on this thread may proceed.",
+                m.login
+            ))
         }
-        Command::FixTests | Command::Fix(_) => Err(
-            "`fix` and `fix tests` are not available on this server yet (only review, plan, summarize, questions and help are)".into(),
-        ),
+        Command::FixTests | Command::Fix(_) => {
+            // A pull request is fixed on top of its head; an issue on the default branch.
+            let base_ref = match head_ref {
+                Some(head) => head.to_string(),
+                None => client
+                    .crab()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .get::<Value, _, ()>(format!("/repos/{}/{}", client.owner, client.repo), None)
+                    .await
+                    .map_err(|e| e.to_string())?["default_branch"]
+                    .as_str()
+                    .unwrap_or("main")
+                    .to_string(),
+            };
+            let instructions = match command {
+                Command::Fix(text) => Some(text.as_str()),
+                _ => None,
+            };
+            super::fix::fix_tests(
+                state,
+                config,
+                super::fix::FixRequest {
+                    repository: &m.repository,
+                    number: m.number,
+                    title: &m.title,
+                    base_ref: &base_ref,
+                    task_id,
+                    instructions,
+                },
+            )
+            .await
+        }
     }
 }
 
@@ -728,17 +802,13 @@ async fn review(
     subject: &str,
 ) -> Result<String, String> {
     let limits = &config.github.review;
-    let files = client
-        .crab
+    let crab = client.crab().await.map_err(|e| e.to_string())?;
+    let files = crab
         .pulls(&client.owner, &client.repo)
         .list_files(m.number)
         .await
         .map_err(|e| e.to_string())?;
-    let all = client
-        .crab
-        .all_pages(files)
-        .await
-        .map_err(|e| e.to_string())?;
+    let all = crab.all_pages(files).await.map_err(|e| e.to_string())?;
     let mut diff = String::new();
     let mut lines = 0usize;
     let mut skipped = 0usize;
@@ -777,17 +847,15 @@ async fn review(
     )
     .await?;
     let body = format!("## 🐧 Penguin review\n\n{findings}");
-    client
-        .crab
-        .post::<_, Value>(
-            format!(
-                "/repos/{}/{}/pulls/{}/reviews",
-                client.owner, client.repo, m.number
-            ),
-            Some(&json!({ "body": body, "event": "COMMENT" })),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    crab.post::<_, Value>(
+        format!(
+            "/repos/{}/{}/pulls/{}/reviews",
+            client.owner, client.repo, m.number
+        ),
+        Some(&json!({ "body": body, "event": "COMMENT" })),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     Ok(format!(
         "Review posted ({} files, {lines} diff lines).\n\n{findings}",
         all.len().min(limits.max_files)

@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod commands;
+pub mod fix;
 pub mod webhook;
 pub mod worker;
 
