@@ -238,11 +238,12 @@ async fn plan_on_an_issue_reacts_posts_a_checklist_and_labels() {
         .standin
         .calls_to("PATCH", &format!("/repos/{OWNER}/{REPO}/issues/comments/"))
         .is_empty());
-    assert!(pod
-        .github
-        .standin
-        .issue_labels(OWNER, REPO, 1)
-        .contains(&"penguin:done".to_string()));
+    pod.wait_for("the done label", |g| {
+        g.standin
+            .issue_labels(OWNER, REPO, 1)
+            .contains(&"penguin:done".to_string())
+    })
+    .await;
     // Hidden markdown in the issue body never reached the model.
     let sent = pod.llm.requests().last().unwrap().to_string();
     assert!(!sent.contains("fix tests"), "{sent}");
@@ -314,6 +315,16 @@ async fn review_on_a_pull_request_runs_a_check_and_posts_a_comment_review() {
     let sent = pod.llm.requests().last().unwrap().to_string();
     assert!(sent.contains("input.is_empty()"), "{sent}");
     // The PR body carries the summary and task id between markers, once.
+    pod.wait_for("the summary block in the PR body", |g| {
+        g.standin.pulls(OWNER, REPO).iter().any(|p| {
+            p["number"] == 2
+                && p["body"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("penguin:summary:start")
+        })
+    })
+    .await;
     let pulls = pod.github.standin.pulls(OWNER, REPO);
     let body = pulls.iter().find(|p| p["number"] == 2).unwrap()["body"]
         .as_str()
@@ -556,11 +567,104 @@ hooks:
         "no review after a failed pre-hook"
     );
     assert!(pod.llm.requests().is_empty(), "the model was not asked");
-    assert!(pod
-        .github
-        .standin
-        .issue_labels(OWNER, REPO, 2)
-        .contains(&"penguin:failed".to_string()));
+    // Labels follow the check run.
+    pod.wait_for("the failed label", |g| {
+        g.standin
+            .issue_labels(OWNER, REPO, 2)
+            .contains(&"penguin:failed".to_string())
+    })
+    .await;
+}
+
+impl Pod {
+    /// Seeds `main` with a failing "test" (status.txt says broken) over real
+    /// git, with the tokenator's credentials file.
+    fn seed_failing_repository(&self) {
+        let seed = self.run.join("seed");
+        std::fs::create_dir_all(&seed).unwrap();
+        let home = self.run.join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let helper = format!(
+            "store --file {}",
+            self.run.join("git-credentials").display()
+        );
+        let git = |args: &[&str]| penguin_test_support::git::git_ok(&seed, &home, args);
+        git(&["init", "-q", "-b", "main"]);
+        std::fs::write(seed.join("status.txt"), "broken\n").unwrap();
+        git(&["add", "status.txt"]);
+        git(&["commit", "-q", "-m", "initial"]);
+        git(&[
+            "-c",
+            &format!("credential.helper={helper}"),
+            "push",
+            "-q",
+            &self.github.repo_url(),
+            "main",
+        ]);
+    }
+
+    /// Checks the bot's branch, commit and fixed file in the bare repository
+    /// and the pull request from it; returns the branch.
+    fn assert_bot_branch_and_pr(&self) -> String {
+        let bare = self
+            .github
+            .dir
+            .path()
+            .join("git")
+            .join(OWNER)
+            .join(format!("{REPO}.git"));
+        let bare_git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(&bare)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        let branch = bare_git(&[
+            "for-each-ref",
+            "--format=%(refname:short)",
+            "refs/heads/penguin/",
+        ]);
+        assert!(
+            branch.starts_with("penguin/") && branch.ends_with("-fix-tests"),
+            "{branch}"
+        );
+        let commit = bare_git(&["log", "-1", "--format=%an%n%ae%n%B", &branch]);
+        let mut lines = commit.lines();
+        assert_eq!(lines.next(), Some("penguin-agent[bot]"));
+        assert!(
+            lines
+                .next()
+                .unwrap()
+                .ends_with("+penguin-agent[bot]@users.noreply.github.com"),
+            "{commit}"
+        );
+        assert!(commit.contains("Task-ID: task_"), "{commit}");
+        assert_eq!(
+            bare_git(&["show", &format!("{branch}:status.txt")]),
+            "fixed"
+        );
+        assert_ne!(
+            bare_git(&["rev-parse", "main"]),
+            bare_git(&["rev-parse", &branch]),
+            "main is untouched"
+        );
+        let pulls = self.github.standin.pulls(OWNER, REPO);
+        let pr = pulls
+            .iter()
+            .find(|p| p["head"]["ref"] == branch.as_str())
+            .expect("a pull request for the branch");
+        assert_eq!(pr["base"]["ref"], "main");
+        assert!(pr["body"].as_str().unwrap().contains("Task-ID: task_"));
+        branch
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -573,26 +677,7 @@ github:
 "#;
     // Tokens live three seconds: several rotations happen during the run.
     let pod = pod_with(Some(config), Duration::from_secs(3)).await;
-    // Seed the repository with a failing "test" over real git, with the tokenator's credentials.
-    let seed = pod.run.join("seed");
-    std::fs::create_dir_all(&seed).unwrap();
-    let home = pod.run.join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let helper = format!("store --file {}", pod.run.join("git-credentials").display());
-    let git = |args: &[&str]| penguin_test_support::git::git_ok(&seed, &home, args);
-    git(&["init", "-q", "-b", "main"]);
-    std::fs::write(seed.join("status.txt"), "broken\n").unwrap();
-    git(&["add", "status.txt"]);
-    git(&["commit", "-q", "-m", "initial"]);
-    git(&[
-        "-c",
-        &format!("credential.helper={helper}"),
-        "push",
-        "-q",
-        &pod.github.repo_url(),
-        "main",
-    ]);
-
+    pod.seed_failing_repository();
     pod.llm.push_reply(Reply::Text(
         r#"{"edits":[{"path":"status.txt","content":"fixed\n"}]}"#.into(),
     ));
@@ -611,71 +696,7 @@ github:
             .any(|(_, body, _)| body.contains("Tests pass after my changes"))
     })
     .await;
-
-    // The branch, the commit's author and trailer, and the fixed file, read from the bare repository.
-    let bare = pod
-        .github
-        .dir
-        .path()
-        .join("git")
-        .join(OWNER)
-        .join(format!("{REPO}.git"));
-    let bare_git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .arg("--git-dir")
-            .arg(&bare)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
-    let branch = bare_git(&[
-        "for-each-ref",
-        "--format=%(refname:short)",
-        "refs/heads/penguin/",
-    ]);
-    assert!(
-        branch.starts_with("penguin/") && branch.ends_with("-fix-tests"),
-        "{branch}"
-    );
-    let commit = bare_git(&["log", "-1", "--format=%an%n%ae%n%B", &branch]);
-    let mut lines = commit.lines();
-    assert_eq!(lines.next(), Some("penguin-agent[bot]"));
-    assert!(
-        lines
-            .next()
-            .unwrap()
-            .ends_with("+penguin-agent[bot]@users.noreply.github.com"),
-        "{commit}"
-    );
-    assert!(commit.contains("Task-ID: task_"), "{commit}");
-    assert_eq!(
-        bare_git(&["show", &format!("{branch}:status.txt")]),
-        "fixed"
-    );
-    assert_eq!(
-        bare_git(&["rev-parse", "main"]).len(),
-        40,
-        "main is untouched"
-    );
-    assert_ne!(
-        bare_git(&["rev-parse", "main"]),
-        bare_git(&["rev-parse", &branch])
-    );
-
-    // A pull request from the branch into main.
-    let pulls = pod.github.standin.pulls(OWNER, REPO);
-    let pr = pulls
-        .iter()
-        .find(|p| p["head"]["ref"] == branch.as_str())
-        .expect("a pull request for the branch");
-    assert_eq!(pr["base"]["ref"], "main");
-    assert!(pr["body"].as_str().unwrap().contains("Task-ID: task_"));
+    pod.assert_bot_branch_and_pr();
     // Clone and push were more than a token lifetime apart (two ~2 s test
     // rounds against 3 s tokens): the push needed a newer git token, asked
     // for fresh, and no git request was refused.
@@ -698,4 +719,100 @@ github:
         "only {git_scope_mints} git-scoped tokens minted"
     );
     assert_eq!(pod.github.standin.git_auth_failures(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_ask_policy_fix_tests_waits_for_a_maintainers_approval() {
+    // Default security policy: repo_write and shell are "ask".
+    let config = r#"
+github:
+  fix_tests: { test_command: "grep -q fixed status.txt", max_rounds: 2, timeout_secs: 30 }
+"#;
+    let pod = pod_with_config(Some(config)).await;
+    pod.seed_failing_repository();
+    assert_eq!(
+        pod.deliver(
+            "ask-1",
+            &comment_delivery(1, false, "@Penguin fix tests", "octocat", "User", 9501)
+        )
+        .await,
+        200
+    );
+    pod.wait_for("the approval request", |g| {
+        g.standin
+            .comments(OWNER, REPO, 1)
+            .iter()
+            .any(|(_, body, _)| body.contains("approve"))
+    })
+    .await;
+    assert!(pod
+        .github
+        .standin
+        .issue_labels(OWNER, REPO, 1)
+        .contains(&"penguin:needs-input".to_string()));
+    assert!(
+        pod.llm.requests().is_empty(),
+        "nothing runs before approval"
+    );
+    // A reader cannot approve.
+    assert_eq!(
+        pod.deliver(
+            "ask-2",
+            &comment_delivery(1, false, "@Penguin approve", "stranger", "User", 9502)
+        )
+        .await,
+        200
+    );
+    pod.wait_for("the refusal", |g| {
+        g.standin
+            .comments(OWNER, REPO, 1)
+            .iter()
+            .any(|(_, body, _)| body.contains("@stranger"))
+    })
+    .await;
+    assert!(pod.llm.requests().is_empty());
+    // A maintainer approves: the fix runs once.
+    pod.llm.push_reply(Reply::Text(
+        r#"{"edits":[{"path":"status.txt","content":"fixed\n"}]}"#.into(),
+    ));
+    assert_eq!(
+        pod.deliver(
+            "ask-3",
+            &comment_delivery(1, false, "@Penguin approve", "octocat", "User", 9503)
+        )
+        .await,
+        200
+    );
+    pod.wait_for("the approved fix", |g| {
+        g.standin
+            .comments(OWNER, REPO, 1)
+            .iter()
+            .any(|(_, body, _)| {
+                body.contains("Approved by @octocat") && body.contains("Tests pass")
+            })
+    })
+    .await;
+    pod.assert_bot_branch_and_pr();
+    assert!(!pod
+        .github
+        .standin
+        .issue_labels(OWNER, REPO, 1)
+        .contains(&"penguin:needs-input".to_string()));
+    // A second approval has nothing left to run.
+    assert_eq!(
+        pod.deliver(
+            "ask-4",
+            &comment_delivery(1, false, "@Penguin approve", "octocat", "User", 9504)
+        )
+        .await,
+        200
+    );
+    pod.wait_for("the second approval's answer", |g| {
+        g.standin
+            .comments(OWNER, REPO, 1)
+            .iter()
+            .any(|(_, body, _)| body.contains("Nothing here is waiting for approval"))
+    })
+    .await;
+    assert_eq!(pod.llm.requests().len(), 1, "the fix ran once");
 }

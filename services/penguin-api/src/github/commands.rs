@@ -397,6 +397,54 @@ async fn run_mention(
         return Ok(Outcome::Done(format!("rate limited: {limit}")));
     }
 
+    // "ask" capabilities: a write command waits for a maintainer's approval.
+    if command.writes() {
+        match super::fix::policy_allows_fix(&state.policy) {
+            Err(reason) => {
+                issues
+                    .create_comment(
+                        m.number,
+                        format!("@{} I can't do that here: {reason}", m.login),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return Ok(Outcome::Done(format!("denied by policy: {reason}")));
+            }
+            Ok(false) => {
+                let pending =
+                    json!({ "command": command.name(), "text": m.body, "requested_by": m.login });
+                state
+                    .store
+                    .set_setting(&pending_key(&m.repository, m.number), &pending.to_string())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                issues
+                    .create_comment(
+                        m.number,
+                        format!(
+                            "@{} `{}` changes the repository, which this server's policy allows only with a maintainer's approval. \
+                             A maintainer can reply `{} approve`.",
+                            m.login,
+                            command.name(),
+                            config.github.bot.mention_trigger
+                        ),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if config.github.labels.enabled {
+                    let _ = issues
+                        .add_labels(
+                            m.number,
+                            std::slice::from_ref(&config.github.labels.label_map.needs_input),
+                        )
+                        .await;
+                }
+                tracing::info!(delivery_id = %delivery.delivery_id, command = command.name(), "waiting for approval");
+                return Ok(Outcome::Done("waiting for approval".into()));
+            }
+            Ok(true) => {}
+        }
+    }
     // 👀 first: the person sees at once that the bot is on it.
     match m.react_to {
         ReactTo::IssueComment(id) => {
@@ -697,51 +745,98 @@ async fn perform(
             review(state, config, m, client, &subject).await
         }
         Command::Approve => {
-            let label = &config.github.labels.label_map.needs_input;
+            let key = pending_key(&m.repository, m.number);
+            let pending = state
+                .store
+                .get_setting(&key)
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some(pending) = pending.filter(|p| !p.is_empty()) else {
+                return Ok("Nothing here is waiting for approval.".into());
+            };
+            // One approval runs the pending command once.
+            state
+                .store
+                .set_setting(&key, "")
+                .await
+                .map_err(|e| e.to_string())?;
             let crab = client.crab().await.map_err(|e| e.to_string())?;
+            let label = &config.github.labels.label_map.needs_input;
             let _ = crab
                 .issues(&client.owner, &client.repo)
                 .remove_label(m.number, label)
                 .await;
+            let pending: Value = serde_json::from_str(&pending).map_err(|e| e.to_string())?;
+            let text = pending["text"].as_str().unwrap_or_default();
+            let requested = penguin_bot::command::parse(text, &config.github.bot.mention_trigger);
+            let report = match requested {
+                Some(cmd @ (Command::FixTests | Command::Fix(_))) => {
+                    run_fix(state, config, m, &cmd, client, task_id, head_ref, true).await?
+                }
+                _ => return Err("the pending request is no longer understood".into()),
+            };
             Ok(format!(
-                "Approved by @{}: pending requests on this thread may proceed.",
-                m.login
+                "Approved by @{}; ran `{}` requested by @{}.\n\n{report}",
+                m.login,
+                pending["command"].as_str().unwrap_or("?"),
+                pending["requested_by"].as_str().unwrap_or("?")
             ))
         }
         Command::FixTests | Command::Fix(_) => {
-            // A pull request is fixed on top of its head; an issue on the default branch.
-            let base_ref = match head_ref {
-                Some(head) => head.to_string(),
-                None => client
-                    .crab()
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .get::<Value, _, ()>(format!("/repos/{}/{}", client.owner, client.repo), None)
-                    .await
-                    .map_err(|e| e.to_string())?["default_branch"]
-                    .as_str()
-                    .unwrap_or("main")
-                    .to_string(),
-            };
-            let instructions = match command {
-                Command::Fix(text) => Some(text.as_str()),
-                _ => None,
-            };
-            super::fix::fix_tests(
-                state,
-                config,
-                super::fix::FixRequest {
-                    repository: &m.repository,
-                    number: m.number,
-                    title: &m.title,
-                    base_ref: &base_ref,
-                    task_id,
-                    instructions,
-                },
-            )
-            .await
+            run_fix(state, config, m, command, client, task_id, head_ref, false).await
         }
     }
+}
+
+/// Settings key of a command waiting for approval on an issue or pull request.
+fn pending_key(repository: &str, number: u64) -> String {
+    format!("pending_approval:{repository}#{number}")
+}
+
+/// `fix tests` / `fix <text>`: a pull request is fixed on top of its head,
+/// an issue on the default branch.
+#[allow(clippy::too_many_arguments)]
+async fn run_fix(
+    state: &AppState,
+    config: &ServerConfig,
+    m: &Mention,
+    command: &Command,
+    client: &RepoClient,
+    task_id: &str,
+    head_ref: Option<&str>,
+    approved: bool,
+) -> Result<String, String> {
+    let base_ref = match head_ref {
+        Some(head) => head.to_string(),
+        None => client
+            .crab()
+            .await
+            .map_err(|e| e.to_string())?
+            .get::<Value, _, ()>(format!("/repos/{}/{}", client.owner, client.repo), None)
+            .await
+            .map_err(|e| e.to_string())?["default_branch"]
+            .as_str()
+            .unwrap_or("main")
+            .to_string(),
+    };
+    let instructions = match command {
+        Command::Fix(text) => Some(text.as_str()),
+        _ => None,
+    };
+    super::fix::fix_tests(
+        state,
+        config,
+        super::fix::FixRequest {
+            repository: &m.repository,
+            number: m.number,
+            title: &m.title,
+            base_ref: &base_ref,
+            task_id,
+            instructions,
+            approved,
+        },
+    )
+    .await
 }
 
 fn help(config: &ServerConfig) -> String {

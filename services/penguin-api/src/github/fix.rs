@@ -43,6 +43,26 @@ pub struct FixRequest<'a> {
     pub task_id: &'a str,
     /// Extra instructions (`fix <text>`).
     pub instructions: Option<&'a str>,
+    /// A maintainer approved it (`@Penguin approve`): "ask" capabilities may proceed.
+    pub approved: bool,
+}
+
+/// What the policy says about a fix: `Ok(true)` proceed, `Ok(false)` ask
+/// first, `Err` refused.
+pub fn policy_allows_fix(policy: &penguin_agent::SecurityPolicy) -> Result<bool, String> {
+    let mut ask = false;
+    for capability in [Capability::RepoWrite, Capability::Shell] {
+        match policy.decide(capability) {
+            Decision::Allow => {}
+            Decision::Ask => ask = true,
+            Decision::Deny => {
+                return Err(format!(
+                    "the server's security policy denies {capability:?} (security.capabilities in .penguin/config.yml)"
+                ))
+            }
+        }
+    }
+    Ok(!ask)
 }
 
 #[derive(Deserialize)]
@@ -130,14 +150,8 @@ pub async fn fix_tests(
     request: FixRequest<'_>,
 ) -> Result<String, String> {
     let policy = state.policy.clone();
-    for capability in [Capability::RepoWrite, Capability::Shell] {
-        if policy.decide(capability) != Decision::Allow {
-            return Err(format!(
-                "the server's security policy does not allow {capability:?} without approval ({:?}); \
-                 set security.capabilities in .penguin/config.yml",
-                policy.decide(capability)
-            ));
-        }
+    if !policy_allows_fix(&policy)? && !request.approved {
+        return Err("this needs a maintainer's approval first (`@Penguin approve`)".into());
     }
     let fix = &config.github.fix_tests;
     let work = work_dir(&state.settings.data_dir, request.task_id);
