@@ -816,3 +816,73 @@ github:
     .await;
     assert_eq!(pod.llm.requests().len(), 1, "the fix ran once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opened_pull_request_gets_the_configured_automatic_review() {
+    let pod = pod_with_config(Some("github:\n  bot:\n    auto_review_on: [opened]\n")).await;
+    pod.llm.push_reply(Reply::Text("- Looks fine.".into()));
+    let path = penguin_test_support::workspace_root()
+        .join("../shared/fixtures/webhooks/api.github.com.json");
+    let events: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture required")).unwrap();
+    let example = |action: &str| {
+        events
+            .iter()
+            .find(|e| e["name"] == "pull_request")
+            .and_then(|e| e["examples"].as_array())
+            .and_then(|ex| ex.iter().find(|p| p["action"] == action))
+            .cloned()
+            .unwrap_or_else(|| panic!("a pull_request.{action} example"))
+    };
+    let deliver = |id: &'static str, mut payload: Value| {
+        payload["repository"]["full_name"] = json!(format!("{OWNER}/{REPO}"));
+        payload["repository"]["name"] = json!(REPO);
+        payload["repository"]["owner"]["login"] = json!(OWNER);
+        payload["number"] = json!(2);
+        payload["pull_request"]["number"] = json!(2);
+        payload["pull_request"]["draft"] = json!(false);
+        let body = serde_json::to_vec(&payload).unwrap();
+        pod.http
+            .post(format!("{}/api/v1/integrations/github/webhook", pod.base))
+            .header("X-GitHub-Event", "pull_request")
+            .header("X-GitHub-Delivery", id)
+            .header(
+                "X-Hub-Signature-256",
+                penguin_bot::signature::sign(SECRET.as_bytes(), &body),
+            )
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        deliver("pr-opened", example("opened"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    pod.wait_for("the automatic review", |g| {
+        !g.standin.reviews(OWNER, REPO, 2).is_empty()
+    })
+    .await;
+    assert!(pod.github.standin.reviews(OWNER, REPO, 2)[0]["body"]
+        .as_str()
+        .unwrap()
+        .contains("Looks fine"));
+    assert!(pod
+        .github
+        .standin
+        .check_runs(OWNER, REPO)
+        .iter()
+        .any(|c| c["name"] == "penguin/review"));
+    // Actions not configured are ignored.
+    let before = pod.github.standin.calls().len();
+    assert_eq!(
+        deliver("pr-closed", example("closed"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(pod.github.standin.calls().len(), before);
+}

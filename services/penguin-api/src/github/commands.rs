@@ -65,6 +65,8 @@ pub enum Outcome {
 
 /// A mention in a comment, with what the gates need.
 struct Mention {
+    /// An automatic review configured by the operator (no commenter to gate).
+    automatic: bool,
     repository: String,
     /// Deduplication key: the comment's (or review's) id.
     comment_id: u64,
@@ -83,6 +85,15 @@ struct Mention {
 
 /// Handles one stored delivery.
 pub async fn handle(state: &AppState, delivery: &Delivery) -> Result<Outcome, String> {
+    if delivery.event == "pull_request" {
+        let action = delivery.action.as_deref().unwrap_or_default();
+        let config = state.github.config.current();
+        if !config.github.bot.auto_review_on.iter().any(|a| a == action) {
+            return Ok(Outcome::Ignored(format!(
+                "pull_request.{action}: no automatic review configured"
+            )));
+        }
+    }
     let event = match WebhookEvent::try_from_header_and_body(&delivery.event, &delivery.payload) {
         Ok(event) => event,
         Err(err) if ACTED_ON.contains(&delivery.event.as_str()) => {
@@ -109,6 +120,7 @@ pub async fn handle(state: &AppState, delivery: &Delivery) -> Result<Outcome, St
         {
             let association = association_of(p.comment.author_association.as_ref());
             let mention = Mention {
+                automatic: false,
                 repository,
                 comment_id: p.comment.id.0,
                 react_to: ReactTo::IssueComment(p.comment.id.0),
@@ -166,6 +178,58 @@ pub async fn handle(state: &AppState, delivery: &Delivery) -> Result<Outcome, St
                 },
             );
             on_mention(state, delivery, mention).await
+        }
+        WebhookEventPayload::PullRequest(p) => {
+            let config = state.github.config.current();
+            let bot = &config.github.bot;
+            let action = delivery.action.as_deref().unwrap_or_default();
+            let labels: Vec<String> = p
+                .pull_request
+                .labels
+                .iter()
+                .flatten()
+                .map(|l| l.name.clone())
+                .collect();
+            if !bot.auto_review_on.iter().any(|a| a == action) {
+                return Ok(Outcome::Ignored(format!(
+                    "pull_request.{action}: no automatic review configured"
+                )));
+            }
+            if bot
+                .auto_review_label
+                .as_ref()
+                .is_some_and(|label| !labels.contains(label))
+            {
+                return Ok(Outcome::Ignored(
+                    "automatic review: the pull request lacks the label".into(),
+                ));
+            }
+            if p.pull_request.draft == Some(true) {
+                return Ok(Outcome::Ignored(
+                    "automatic review: draft pull request".into(),
+                ));
+            }
+            let author = p
+                .pull_request
+                .user
+                .as_ref()
+                .map(|u| u.login.clone())
+                .unwrap_or_default();
+            let mut mention = pr_mention(
+                &p.pull_request,
+                repository,
+                org_owned,
+                PrText {
+                    id: 0,
+                    react_to: ReactTo::Nothing,
+                    body: String::new(),
+                    is_bot: false,
+                    login: author,
+                    association: "NONE".into(),
+                },
+            );
+            mention.automatic = true;
+            auto_review(state, delivery, mention).await
         }
         _ => Ok(Outcome::Ignored(format!(
             "{}{} is not acted on",
@@ -251,6 +315,7 @@ fn pr_mention(
     text: PrText,
 ) -> Mention {
     Mention {
+        automatic: false,
         repository,
         comment_id: text.id,
         react_to: text.react_to,
@@ -270,6 +335,22 @@ fn pr_mention(
         issue_body: pull.body.clone().unwrap_or_default(),
         org_owned,
     }
+}
+
+/// An operator-configured review of a pull request (no command, no commenter).
+async fn auto_review(state: &AppState, delivery: &Delivery, m: Mention) -> Result<Outcome, String> {
+    let config = state.github.config.current();
+    let client = RepoClient::connect(
+        state.settings.tokenator_socket.as_deref(),
+        &state.settings.github_api_url,
+        &m.repository,
+        TOKEN_PERMISSIONS,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let result = run_mention(state, &config, delivery, &m, Command::Review, &client).await;
+    client.finish().await;
+    result
 }
 
 async fn on_mention(state: &AppState, delivery: &Delivery, m: Mention) -> Result<Outcome, String> {
@@ -355,7 +436,12 @@ async fn run_mention(
         labels: m.labels.clone(),
         org_wide_install: m.org_owned,
     };
-    let decision = gate::decide(&config.github.bot, &command, &actor, &target, false);
+    let decision = if m.automatic {
+        // Configured by the operator: a review only reads the diff, even of a fork.
+        Decision::Allow
+    } else {
+        gate::decide(&config.github.bot, &command, &actor, &target, false)
+    };
     tracing::info!(delivery_id = %delivery.delivery_id, login = %m.login, command = command.name(), ?decision, "gate decision");
     match decision {
         Decision::Allow => {}
@@ -384,11 +470,15 @@ async fn run_mention(
             return Ok(Outcome::Done(format!("waiting for label {label}")));
         }
     }
-    let allowed = state
-        .bot_limiter
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .check_and_record(&m.repository, &m.login, Instant::now());
+    let allowed = if m.automatic {
+        Ok(())
+    } else {
+        state
+            .bot_limiter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .check_and_record(&m.repository, &m.login, Instant::now())
+    };
     if let Err(limit) = allowed {
         issues
             .create_comment(m.number, format!("@{} {limit}", m.login))

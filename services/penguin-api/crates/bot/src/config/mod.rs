@@ -288,6 +288,11 @@ pub struct BotConfig {
     pub commands_per_hour_per_user: u32,
     /// Whether write commands may run on pull requests from forks.
     pub allow_fork_prs: bool,
+    /// `pull_request` actions that start an automatic review (`opened`,
+    /// `synchronize`, `reopened`, `labeled`, `ready_for_review`); empty = none.
+    pub auto_review_on: Vec<String>,
+    /// When set, automatic reviews only for pull requests carrying this label.
+    pub auto_review_label: Option<String>,
 }
 
 impl Default for BotConfig {
@@ -303,6 +308,8 @@ impl Default for BotConfig {
             commands_per_hour_per_repo: 60,
             commands_per_hour_per_user: 20,
             allow_fork_prs: false,
+            auto_review_on: Vec::new(),
+            auto_review_label: None,
         }
     }
 }
@@ -704,6 +711,17 @@ const BOT_KEYS: &[&str] = &[
     "commands_per_hour_per_repo",
     "commands_per_hour_per_user",
     "allow_fork_prs",
+    "auto_review_on",
+    "auto_review_label",
+];
+
+/// `pull_request` actions an automatic review may follow.
+pub const AUTO_REVIEW_ACTIONS: &[&str] = &[
+    "opened",
+    "synchronize",
+    "reopened",
+    "labeled",
+    "ready_for_review",
 ];
 
 /// A list of command names, validated, lower-cased and without duplicates.
@@ -797,6 +815,24 @@ fn parse_bot(node: Node<'_>) -> Result<BotConfig, ConfigError> {
     }
     if let Some(n) = map.get("allow_fork_prs") {
         c.allow_fork_prs = n.bool()?;
+    }
+    if let Some(n) = map.get("auto_review_on") {
+        c.auto_review_on = n.string_list(|path, action| {
+            if AUTO_REVIEW_ACTIONS.contains(&action.as_str()) {
+                Ok(action)
+            } else {
+                Err(ConfigError::invalid(
+                    path,
+                    format!(
+                        "unknown pull_request action {action:?} (expected one of: {})",
+                        AUTO_REVIEW_ACTIONS.join(", ")
+                    ),
+                ))
+            }
+        })?;
+    }
+    if let Some(n) = map.get("auto_review_label") {
+        c.auto_review_label = Some(n.non_empty_string()?);
     }
     Ok(c)
 }

@@ -841,3 +841,25 @@ fn current_is_cheap_and_shared() {
     let b = watcher.current();
     assert!(Arc::ptr_eq(&a, &b));
 }
+
+#[test]
+fn automatic_reviews_are_configured_by_action_and_label() {
+    let config = ServerConfig::from_yaml(
+        "github:\n  bot:\n    auto_review_on: [opened, synchronize]\n    auto_review_label: penguin:review\n",
+    )
+    .unwrap();
+    assert_eq!(config.github.bot.auto_review_on, ["opened", "synchronize"]);
+    assert_eq!(
+        config.github.bot.auto_review_label.as_deref(),
+        Some("penguin:review")
+    );
+    assert!(ServerConfig::default().github.bot.auto_review_on.is_empty());
+    let err =
+        ServerConfig::from_yaml("github:\n  bot:\n    auto_review_on: [merged]\n").unwrap_err();
+    assert!(
+        err.to_string().contains("github.bot.auto_review_on"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("merged"), "{err}");
+    assert!(ServerConfig::from_yaml("github:\n  bot:\n    auto_review_label: \"  \"\n").is_err());
+}
