@@ -886,3 +886,45 @@ async fn an_opened_pull_request_gets_the_configured_automatic_review() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(pod.github.standin.calls().len(), before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_rate_limit_on_comments_is_waited_out() {
+    let pod = pod().await;
+    pod.github.standin.fail_next_calls(
+        1,
+        "POST",
+        &format!("/repos/{OWNER}/{REPO}/issues/1/comments"),
+        github_standin::Fault::RateLimited {
+            retry_after_secs: 1,
+        },
+    );
+    pod.llm.push_reply(Reply::Text("- [ ] one step".into()));
+    let started = std::time::Instant::now();
+    assert_eq!(
+        pod.deliver(
+            "rl-1",
+            &comment_delivery(1, false, "@Penguin plan", "octocat", "User", 9601)
+        )
+        .await,
+        200
+    );
+    pod.wait_for("the plan after the back-off", |g| {
+        g.standin
+            .comments(OWNER, REPO, 1)
+            .iter()
+            .any(|(_, body, _)| body.contains("- [ ] one step"))
+    })
+    .await;
+    let posts: Vec<u16> = pod
+        .github
+        .standin
+        .calls_to("POST", &format!("/repos/{OWNER}/{REPO}/issues/1/comments"))
+        .iter()
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(posts, vec![403, 201], "refused once, then created");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "retry-after was honoured"
+    );
+}

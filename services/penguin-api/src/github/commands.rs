@@ -591,17 +591,15 @@ async fn run_mention(
             .ok(),
         _ => None,
     };
-    let progress = issues
-        .create_comment(
-            m.number,
-            format!(
-                "🐧 Working on `{}` … (task [`{}`]({details_url}))",
-                command.name(),
-                task.id
-            ),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    let progress_body = format!(
+        "🐧 Working on `{}` … (task [`{}`]({details_url}))",
+        command.name(),
+        task.id
+    );
+    let progress = creating("progress comment", || {
+        issues.create_comment(m.number, progress_body.clone())
+    })
+    .await?;
     if config.github.labels.enabled {
         let _ = issues
             .add_labels(
@@ -679,10 +677,11 @@ async fn run_mention(
         task.id,
         started.elapsed().as_secs_f64()
     );
-    issues
-        .update_comment(progress.id, format!("{body}{footer}"))
-        .await
-        .map_err(|e| e.to_string())?;
+    let report = format!("{body}{footer}");
+    creating("report comment", || {
+        issues.update_comment(progress.id, report.clone())
+    })
+    .await?;
     if let Some(id) = check_run {
         let conclusion = if ok {
             CheckRunConclusion::Success
@@ -750,6 +749,50 @@ async fn run_mention(
         .bot_metrics
         .command(command.name(), ok, started.elapsed());
     Ok(Outcome::Done(summary))
+}
+
+/// Retries of a content-creating call that hit a secondary rate limit.
+const CREATE_RETRIES: u32 = 3;
+
+/// Runs a call that creates content (comments, reviews), backing off when
+/// GitHub answers with a secondary rate limit: at least as long as its
+/// `retry-after` asks, doubling from one second otherwise.
+async fn creating<T, F, Fut>(what: &'static str, mut call: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = octocrab::Result<T>>,
+{
+    let mut backoff = std::time::Duration::from_secs(1);
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(octocrab::Error::GitHub { source, .. })
+                if attempt < CREATE_RETRIES
+                    && matches!(source.status_code.as_u16(), 403 | 429)
+                    && source.message.to_ascii_lowercase().contains("rate limit") =>
+            {
+                let asked = source
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("retry-after"))
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map(std::time::Duration::from_secs)
+                    .unwrap_or_default();
+                let wait = backoff.max(asked);
+                tracing::warn!(
+                    call = what,
+                    wait_ms = wait.as_millis() as u64,
+                    "secondary rate limit; backing off"
+                );
+                tokio::time::sleep(wait).await;
+                backoff *= 2;
+                attempt += 1;
+            }
+            Err(err) => return Err(err.to_string()),
+        }
+    }
 }
 
 /// Marks the bot's block in a pull request's body.
