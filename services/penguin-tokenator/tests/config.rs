@@ -162,3 +162,35 @@ async fn sigterm_drains_and_removes_the_socket() {
     );
     pod.assert_no_token_in_logs();
 }
+
+#[tokio::test]
+async fn a_stale_socket_is_replaced_but_another_file_in_the_way_is_refused() {
+    let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
+    let pod = common::Pod::start(github, |env, _| {
+        // A previous run died without removing its socket.
+        let socket = std::path::PathBuf::from(&env["PENGUIN_TOKENATOR_SOCKET"]);
+        std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+        drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+        assert!(socket.exists());
+    })
+    .await;
+    pod.wait_ready().await;
+    assert!(pod.default_token().await.token.starts_with("ghs_"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = common::app_env(&pod.github, dir.path());
+    let in_the_way = dir.path().join("not-a-socket");
+    std::fs::write(&in_the_way, "important data").unwrap();
+    env.insert(
+        "PENGUIN_TOKENATOR_SOCKET".into(),
+        in_the_way.display().to_string(),
+    );
+    let (code, logs) = exit_of(&env, &[]).await;
+    assert_eq!(code, Some(1), "{logs}");
+    assert!(logs.contains("not a socket"), "{logs}");
+    assert_eq!(
+        std::fs::read_to_string(&in_the_way).unwrap(),
+        "important data",
+        "nothing stored is lost"
+    );
+}

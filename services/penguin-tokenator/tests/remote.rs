@@ -49,13 +49,16 @@ async fn remote_pod() -> (Pod, Channel) {
             ),
             (
                 "PENGUIN_TOKENATOR_TLS_CERT",
-                fixture("tls-cert.pem").display().to_string(),
+                dir.join("tls-cert.pem").display().to_string(),
             ),
             (
                 "PENGUIN_TOKENATOR_TLS_KEY",
-                fixture("tls-key.pem").display().to_string(),
+                dir.join("tls-key.pem").display().to_string(),
             ),
         ];
+        // Copies, so a test can renew them the way cert-manager does.
+        std::fs::copy(fixture("tls-cert.pem"), dir.join("tls-cert.pem")).unwrap();
+        std::fs::copy(fixture("tls-key.pem"), dir.join("tls-key.pem")).unwrap();
         env.extend(vars.into_iter().map(|(k, v)| (k.to_string(), v)));
     })
     .await;
@@ -296,4 +299,141 @@ async fn plaintext_tcp_needs_the_explicit_opt_in() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
+}
+
+/// Serves `body` as JSON to every request on a loopback port (a JWKS endpoint).
+async fn serve_json(body: String) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn the_jwks_can_come_from_a_url() {
+    let jwks = serve_json(jwks_json()).await;
+    let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
+    let pod = Pod::start(github, |env, dir| {
+        std::fs::write(dir.join("policy.yaml"), POLICY).unwrap();
+        let vars = [
+            (
+                "PENGUIN_TOKENATOR_JWKS_URL",
+                format!("http://{jwks}/openid/v1/jwks"),
+            ),
+            (
+                "PENGUIN_TOKENATOR_JWT_ISSUER",
+                penguin_test_support::keys::SA_ISSUER.to_string(),
+            ),
+            (
+                "PENGUIN_TOKENATOR_JWT_AUDIENCE",
+                penguin_test_support::keys::SA_AUDIENCE.to_string(),
+            ),
+            (
+                "PENGUIN_TOKENATOR_POLICY_FILE",
+                dir.join("policy.yaml").display().to_string(),
+            ),
+            ("PENGUIN_TOKENATOR_GRPC_PLAINTEXT", "true".to_string()),
+        ];
+        env.extend(vars.into_iter().map(|(k, v)| (k.to_string(), v)));
+    })
+    .await;
+    let addr = pod
+        .process
+        .bound_addr("gRPC listening on TCP")
+        .await
+        .expect("TCP listener");
+    pod.wait_ready().await;
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = TokenServiceClient::new(channel);
+    let runner = "system:serviceaccount:agents:runner-1";
+    let answer = client
+        .get_token(with_jwt(
+            GetTokenRequest::default(),
+            &SaToken::valid(runner).sign(),
+        ))
+        .await
+        .expect("a JWT verified with keys fetched from the URL")
+        .into_inner();
+    assert!(pod.github.standin.is_token_live(&answer.token));
+    let forged = SaToken {
+        key_fixture: "other-app-key.pkcs8.pem",
+        ..SaToken::valid(runner)
+    };
+    let err = client
+        .get_token(with_jwt(GetTokenRequest::default(), &forged.sign()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    pod.assert_no_token_in_logs();
+}
+
+#[tokio::test]
+async fn a_renewed_tls_certificate_is_served_without_a_restart() {
+    let (pod, _) = remote_pod().await;
+    let addr = pod
+        .process
+        .bound_addr("gRPC listening on TCP")
+        .await
+        .unwrap();
+    let connect = |ca: &'static str| async move {
+        let ca = Certificate::from_pem(std::fs::read(fixture(ca)).unwrap());
+        Channel::from_shared(format!("https://localhost:{}", addr.port()))
+            .unwrap()
+            .tls_config(
+                ClientTlsConfig::new()
+                    .ca_certificate(ca)
+                    .domain_name("localhost"),
+            )
+            .unwrap()
+            .connect()
+            .await
+    };
+    assert!(
+        connect("tls2-ca.pem").await.is_err(),
+        "the second CA is not trusted yet"
+    );
+    // cert-manager renews in place: both files are rewritten.
+    let (cert, key) = (
+        pod.dir.path().join("tls-cert.pem"),
+        pod.dir.path().join("tls-key.pem"),
+    );
+    std::fs::copy(fixture("tls2-key.pem"), &key).unwrap();
+    std::fs::copy(fixture("tls2-cert.pem"), &cert).unwrap();
+    pod.process
+        .wait_for_log("TLS certificate reloaded", Duration::from_secs(15))
+        .await
+        .expect("reloaded");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if connect("tls2-ca.pem").await.is_ok() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the renewed certificate is not served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        connect("tls-ca.pem").await.is_err(),
+        "the old certificate is no longer served"
+    );
 }
