@@ -167,6 +167,7 @@ impl Api {
             bot_metrics: Arc::new(metrics::BotMetrics::new()),
             bot_limiter: Arc::new(Mutex::new(limiter)),
             permission_cache: Arc::default(),
+            token_users: Arc::default(),
             policy,
         };
         Ok(Api { state, listener })

@@ -68,6 +68,8 @@ pub struct AppState {
     pub github: Arc<GitHubIntegration>,
     /// The bot's metrics.
     pub bot_metrics: Arc<BotMetrics>,
+    /// Live GitHub clients per repository (shared scoped tokens).
+    pub token_users: Arc<crate::github::client::TokenUsers>,
     /// The server's security policy (tools, runners, the bot's edits).
     pub policy: Arc<penguin_agent::SecurityPolicy>,
     /// Collaborator permissions by (repository, login), reused for a minute.

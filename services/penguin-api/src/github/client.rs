@@ -37,6 +37,16 @@ pub struct BotIdentity {
     pub email: String,
 }
 
+/// Live clients per repository. The tokenator caches scoped tokens per
+/// scope, so concurrent work on one repository shares tokens: they are
+/// revoked only when the last client for the repository finishes. Connects
+/// and revocations are serialized so no client picks up a token that is
+/// being revoked.
+#[derive(Default)]
+pub struct TokenUsers {
+    live: tokio::sync::Mutex<HashMap<String, usize>>,
+}
+
 /// A client's current token and when to replace it.
 struct Current {
     crab: Octocrab,
@@ -57,6 +67,7 @@ pub struct RepoClient {
     permissions: Vec<(String, String)>,
     current: Mutex<Current>,
     used: Mutex<Vec<String>>,
+    users: std::sync::Arc<TokenUsers>,
 }
 
 impl RepoClient {
@@ -66,6 +77,7 @@ impl RepoClient {
         api_url: &str,
         full_name: &str,
         permissions: &[(&str, &str)],
+        users: &std::sync::Arc<TokenUsers>,
     ) -> Result<RepoClient, ClientError> {
         let socket = socket.ok_or(ClientError::NoTokenator)?;
         let (owner, repo) = full_name
@@ -75,7 +87,10 @@ impl RepoClient {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        let mut live = users.live.lock().await;
         let (token, current) = fetch(socket, api_url, full_name, &permissions).await?;
+        *live.entry(full_name.to_string()).or_default() += 1;
+        drop(live);
         Ok(RepoClient {
             owner: owner.to_string(),
             repo: repo.to_string(),
@@ -85,6 +100,7 @@ impl RepoClient {
             permissions,
             current: Mutex::new(current),
             used: Mutex::new(vec![token]),
+            users: users.clone(),
         })
     }
 
@@ -112,8 +128,18 @@ impl RepoClient {
         Ok(crab)
     }
 
-    /// Revokes every token this client used (best effort: they expire within the hour anyway).
+    /// Revokes every token this client used once no other client for the
+    /// repository is live (best effort: they expire within the hour anyway).
     pub async fn finish(self) {
+        let mut live = self.users.live.lock().await;
+        let remaining = live.get_mut(&self.full_name).map(|n| {
+            *n = n.saturating_sub(1);
+            *n
+        });
+        if remaining.unwrap_or(0) > 0 {
+            return;
+        }
+        live.remove(&self.full_name);
         let tokens = std::mem::take(&mut *self.used.lock().unwrap_or_else(|e| e.into_inner()));
         let Ok(channel) = penguin_proto::connect_unix(&self.socket).await else {
             tracing::warn!("could not revoke scoped tokens; they expire on their own");

@@ -345,6 +345,7 @@ async fn auto_review(state: &AppState, delivery: &Delivery, m: Mention) -> Resul
         &state.settings.github_api_url,
         &m.repository,
         TOKEN_PERMISSIONS,
+        &state.token_users,
     )
     .await
     .map_err(|e| e.to_string())?;
@@ -382,6 +383,7 @@ async fn on_mention(state: &AppState, delivery: &Delivery, m: Mention) -> Result
         &state.settings.github_api_url,
         &m.repository,
         TOKEN_PERMISSIONS,
+        &state.token_users,
     )
     .await
     .map_err(|e| e.to_string())?;

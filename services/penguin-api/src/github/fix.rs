@@ -455,6 +455,7 @@ async fn open_or_update_pr(
         &state.settings.github_api_url,
         request.repository,
         &[("pull_requests", "write"), ("contents", "read")],
+        &state.token_users,
     )
     .await
     .map_err(|e| e.to_string())?;
