@@ -936,3 +936,77 @@ async fn a_secondary_rate_limit_on_comments_is_waited_out() {
         "retry-after was honoured"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fix_hooks_see_the_context_and_a_failing_pre_push_hook_stops_the_push() {
+    let record = tempfile::NamedTempFile::new().unwrap();
+    let config = format!(
+        r#"
+security:
+  capabilities: {{ repo_write: allow, shell: allow }}
+github:
+  fix_tests: {{ test_command: "grep -q fixed status.txt", max_rounds: 2, timeout_secs: 30 }}
+hooks:
+  post:
+    commit.create:
+      - argv: ["/bin/sh", "-c", "cat > {record}"]
+  pre:
+    push:
+      - argv: ["/bin/sh", "-c", "echo 'push freeze until Monday' >&2; exit 1"]
+"#,
+        record = record.path().display()
+    );
+    let pod = pod_with_config(Some(&config)).await;
+    pod.seed_failing_repository();
+    pod.llm.push_reply(Reply::Text(
+        r#"{"edits":[{"path":"status.txt","content":"fixed\n"}]}"#.into(),
+    ));
+    assert_eq!(
+        pod.deliver(
+            "hooks-1",
+            &comment_delivery(1, false, "@Penguin fix tests", "octocat", "User", 9701)
+        )
+        .await,
+        200
+    );
+    pod.wait_for("the stopped fix", |g| {
+        g.standin
+            .comments(OWNER, REPO, 1)
+            .iter()
+            .any(|(_, body, _)| body.contains("push freeze until Monday"))
+    })
+    .await;
+    // The commit hook got the context, with the new commit's sha.
+    let context: Value =
+        serde_json::from_str(&std::fs::read_to_string(record.path()).unwrap()).unwrap();
+    assert_eq!(context["event"], "commit.create");
+    assert_eq!(context["repository"], format!("{OWNER}/{REPO}"));
+    assert_eq!(context["actor"], "octocat");
+    assert_eq!(context["sha"].as_str().unwrap().len(), 40);
+    assert!(context["branch"].as_str().unwrap().starts_with("penguin/"));
+    // Nothing was pushed and no pull request opened.
+    let bare = pod
+        .github
+        .dir
+        .path()
+        .join("git")
+        .join(OWNER)
+        .join(format!("{REPO}.git"));
+    let refs = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(&bare)
+        .args(["for-each-ref", "refs/heads/penguin/"])
+        .output()
+        .unwrap();
+    assert!(
+        refs.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&refs.stdout)
+    );
+    assert!(pod
+        .github
+        .standin
+        .pulls(OWNER, REPO)
+        .iter()
+        .all(|p| p["number"] == 2));
+}

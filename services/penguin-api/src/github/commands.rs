@@ -969,6 +969,7 @@ async fn run_fix(
             task_id,
             instructions,
             approved,
+            actor: &m.login,
         },
     )
     .await

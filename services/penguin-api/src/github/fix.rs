@@ -10,7 +10,7 @@
 use super::client::bot_identity;
 use crate::state::AppState;
 use penguin_agent::{runner::CommandRunner, Capability, Decision, DockerRunner, LocalRunner};
-use penguin_bot::config::ServerConfig;
+use penguin_bot::config::{HookEvent, ServerConfig};
 use penguin_llm::{ChatMessage, ChatRequest, Role};
 use penguin_proto::tokenator::v1::{
     installation_selector::Target, token_service_client::TokenServiceClient, GetTokenRequest,
@@ -45,6 +45,31 @@ pub struct FixRequest<'a> {
     pub instructions: Option<&'a str>,
     /// A maintainer approved it (`@Penguin approve`): "ask" capabilities may proceed.
     pub approved: bool,
+    /// Who asked for it (hook context).
+    pub actor: &'a str,
+}
+
+/// Runs the pre-hooks of `event`; a failure stops the fix with the hook's stderr.
+async fn pre_hooks(config: &ServerConfig, event: HookEvent, context: &Value) -> Result<(), String> {
+    let mut context = context.clone();
+    context["event"] = json!(event.as_str());
+    penguin_bot::hooks::run_hooks(config.hooks.pre(event), &context)
+        .await
+        .map_err(|failure| format!("the {} pre-hook stopped the fix: {failure}", event.as_str()))
+}
+
+/// Runs the post-hooks of `event`; a failure is reported, not fatal.
+async fn post_hooks(
+    config: &ServerConfig,
+    event: HookEvent,
+    context: &Value,
+    warnings: &mut Vec<String>,
+) {
+    let mut context = context.clone();
+    context["event"] = json!(event.as_str());
+    if let Err(failure) = penguin_bot::hooks::run_hooks(config.hooks.post(event), &context).await {
+        warnings.push(format!("⚠️ {} post-hook: {failure}", event.as_str()));
+    }
 }
 
 /// What the policy says about a fix: `Ok(true)` proceed, `Ok(false)` ask
@@ -173,6 +198,17 @@ pub async fn fix_tests(
     );
     let handle = tokio::runtime::Handle::current();
 
+    let mut warnings = Vec::new();
+    let mut hook_context = json!({
+        "repository": request.repository,
+        "issue": request.number,
+        "branch": branch,
+        "base": request.base_ref,
+        "sha": Value::Null,
+        "task_id": request.task_id,
+        "actor": request.actor,
+    });
+    pre_hooks(config, HookEvent::BranchCreate, &hook_context).await?;
     // Clone the base branch and create the work branch.
     let (clone_state, repo_name, base, dir, new_branch) = (
         state.clone(),
@@ -202,6 +238,13 @@ pub async fn fix_tests(
     })
     .await
     .map_err(|e| e.to_string())??;
+    post_hooks(
+        config,
+        HookEvent::BranchCreate,
+        &hook_context,
+        &mut warnings,
+    )
+    .await;
 
     let mut log = Vec::new();
     let mut edited = Vec::new();
@@ -269,12 +312,8 @@ pub async fn fix_tests(
         edited.join(", "),
         request.task_id
     );
-    let (push_state, repo_name, dir, push_branch) = (
-        state.clone(),
-        request.repository.to_string(),
-        work.clone(),
-        branch.clone(),
-    );
+    pre_hooks(config, HookEvent::CommitCreate, &hook_context).await?;
+    let dir = work.clone();
     let sha = tokio::task::spawn_blocking(move || -> Result<String, String> {
         let repo = git2::Repository::open(&dir).map_err(|e| e.message().to_string())?;
         let mut index = repo.index().map_err(|e| e.message().to_string())?;
@@ -301,6 +340,28 @@ pub async fn fix_tests(
                 &[&parent],
             )
             .map_err(|e| e.message().to_string())?;
+        Ok(oid.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    hook_context["sha"] = json!(sha);
+    post_hooks(
+        config,
+        HookEvent::CommitCreate,
+        &hook_context,
+        &mut warnings,
+    )
+    .await;
+
+    pre_hooks(config, HookEvent::Push, &hook_context).await?;
+    let (push_state, repo_name, dir, push_branch) = (
+        state.clone(),
+        request.repository.to_string(),
+        work.clone(),
+        branch.clone(),
+    );
+    tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let repo = git2::Repository::open(&dir).map_err(|e| e.message().to_string())?;
         let mut push = git2::PushOptions::new();
         push.remote_callbacks(callbacks(push_state, repo_name, handle));
         let mut remote = repo
@@ -313,15 +374,17 @@ pub async fn fix_tests(
                 )],
                 Some(&mut push),
             )
-            .map_err(|e| format!("push failed: {}", e.message()))?;
-        Ok(oid.to_string())
+            .map_err(|e| format!("push failed: {}", e.message()))
     })
     .await
     .map_err(|e| e.to_string())??;
     let _ = tokio::fs::remove_dir_all(&work).await;
+    post_hooks(config, HookEvent::Push, &hook_context, &mut warnings).await;
 
+    pre_hooks(config, HookEvent::PrCreate, &hook_context).await?;
     let pr = open_or_update_pr(state, &request, &branch, &sha, &log).await?;
-    Ok(format!(
+    post_hooks(config, HookEvent::PrCreate, &hook_context, &mut warnings).await;
+    let mut report = format!(
         "Tests pass after my changes ({}). Pushed `{}` to `{branch}` — {pr}.\n\n{}",
         edited.join(", "),
         &sha[..sha.len().min(12)],
@@ -329,7 +392,12 @@ pub async fn fix_tests(
             .map(|l| format!("- {l}"))
             .collect::<Vec<_>>()
             .join("\n")
-    ))
+    );
+    for warning in warnings {
+        report.push_str("\n\n");
+        report.push_str(&warning);
+    }
+    Ok(report)
 }
 
 /// (passed, combined output).
