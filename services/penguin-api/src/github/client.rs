@@ -158,18 +158,17 @@ impl RepoClient {
     }
 }
 
-/// A scoped token from the tokenator and an octocrab client using it.
-async fn fetch(
+/// A token from the tokenator for `owner/repo` only, with `permissions`.
+pub async fn scoped_token(
     socket: &Path,
-    api_url: &str,
     full_name: &str,
     permissions: &[(String, String)],
-) -> Result<(String, Current), ClientError> {
+) -> Result<penguin_proto::tokenator::v1::GetTokenResponse, ClientError> {
     let repo = full_name.split('/').nth(1).unwrap_or(full_name);
     let channel = penguin_proto::connect_unix(socket)
         .await
         .map_err(|e| ClientError::Tokenator(e.to_string()))?;
-    let answer = TokenServiceClient::new(channel)
+    Ok(TokenServiceClient::new(channel)
         .get_token(GetTokenRequest {
             installation: Some(InstallationSelector {
                 target: Some(Target::Repository(full_name.to_string())),
@@ -179,7 +178,17 @@ async fn fetch(
         })
         .await
         .map_err(|s| ClientError::Tokenator(s.message().to_string()))?
-        .into_inner();
+        .into_inner())
+}
+
+/// A scoped token from the tokenator and an octocrab client using it.
+async fn fetch(
+    socket: &Path,
+    api_url: &str,
+    full_name: &str,
+    permissions: &[(String, String)],
+) -> Result<(String, Current), ClientError> {
+    let answer = scoped_token(socket, full_name, permissions).await?;
     let now = SystemTime::now();
     let refresh_at = match answer.expires_at {
         Some(t) => {

@@ -12,10 +12,6 @@ use crate::state::AppState;
 use penguin_agent::{runner::CommandRunner, Capability, Decision, DockerRunner, LocalRunner};
 use penguin_bot::config::{HookEvent, ServerConfig};
 use penguin_llm::{ChatMessage, ChatRequest, Role};
-use penguin_proto::tokenator::v1::{
-    installation_selector::Target, token_service_client::TokenServiceClient, GetTokenRequest,
-    InstallationSelector,
-};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::{
@@ -108,24 +104,11 @@ async fn git_token(state: &AppState, repository: &str) -> Result<String, String>
         .tokenator_socket
         .as_deref()
         .ok_or("PENGUIN_TOKENATOR_SOCKET is not set")?;
-    let repo = repository.split('/').nth(1).unwrap_or(repository);
-    let channel = penguin_proto::connect_unix(socket)
+    let permissions = [("contents", "write"), ("pull_requests", "write")]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+    let answer = super::client::scoped_token(socket, repository, &permissions)
         .await
         .map_err(|e| e.to_string())?;
-    let answer = TokenServiceClient::new(channel)
-        .get_token(GetTokenRequest {
-            installation: Some(InstallationSelector {
-                target: Some(Target::Repository(repository.to_string())),
-            }),
-            repositories: vec![repo.to_string()],
-            permissions: [("contents", "write"), ("pull_requests", "write")]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        })
-        .await
-        .map_err(|s| s.message().to_string())?
-        .into_inner();
     Ok(answer.token)
 }
 
