@@ -9,7 +9,6 @@ use std::{collections::HashMap, path::Path, time::Duration};
 async fn exit_of(env: &HashMap<String, String>, args: &[&str]) -> (Option<i32>, String) {
     let mut process = ServiceProcess::spawn(Path::new(common::BIN), args, env).unwrap();
     let code = process.wait_exit(Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
     (code, process.logs())
 }
 

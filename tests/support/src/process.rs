@@ -18,6 +18,7 @@ use tokio::{
 pub struct ServiceProcess {
     child: Child,
     logs: Arc<Mutex<String>>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl ServiceProcess {
@@ -39,6 +40,7 @@ impl ServiceProcess {
             .kill_on_drop(true);
         let mut child = command.spawn()?;
         let logs = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
         for stream in [
             child
                 .stderr
@@ -53,7 +55,7 @@ impl ServiceProcess {
         .flatten()
         {
             let logs = logs.clone();
-            tokio::spawn(async move {
+            readers.push(tokio::spawn(async move {
                 let mut lines = BufReader::new(stream).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     if std::env::var_os("PENGUIN_TEST_ECHO_LOGS").is_some() {
@@ -63,9 +65,13 @@ impl ServiceProcess {
                     logs.push_str(&line);
                     logs.push('\n');
                 }
-            });
+            }));
         }
-        Ok(ServiceProcess { child, logs })
+        Ok(ServiceProcess {
+            child,
+            logs,
+            readers,
+        })
     }
 
     /// The process id, while it runs.
@@ -106,13 +112,17 @@ impl ServiceProcess {
         value[..end].parse().ok()
     }
 
-    /// Waits for the process to exit by itself.
+    /// Waits for the process to exit by itself, and for everything it wrote
+    /// to be read, so the logs are complete when this returns.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        tokio::time::timeout(timeout, self.child.wait())
+        let status = tokio::time::timeout(timeout, self.child.wait())
             .await
             .ok()?
-            .ok()?
-            .code()
+            .ok()?;
+        for reader in self.readers.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
+        }
+        status.code()
     }
 
     /// Sends SIGTERM (graceful shutdown) and waits for the exit code.
