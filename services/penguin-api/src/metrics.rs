@@ -21,6 +21,7 @@ pub struct BotMetrics {
     commands: Family<Labels, Counter>,
     command_duration: Histogram,
     model_tokens: Counter,
+    rate_limit_remaining: Gauge,
 }
 
 impl Default for BotMetrics {
@@ -42,6 +43,7 @@ impl BotMetrics {
             commands: Family::default(),
             command_duration: Histogram::new([0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0]),
             model_tokens: Counter::default(),
+            rate_limit_remaining: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -83,6 +85,11 @@ impl BotMetrics {
             "model_tokens",
             "Model tokens used (prompt and completion)",
             metrics.model_tokens.clone(),
+        );
+        registry.register(
+            "github_rate_limit_remaining",
+            "GitHub REST requests left in the installation's current window (last seen)",
+            metrics.rate_limit_remaining.clone(),
         );
         BotMetrics {
             registry,
@@ -136,6 +143,12 @@ impl BotMetrics {
     /// Tokens a model call used.
     pub fn model_tokens(&self, tokens: u64) {
         self.model_tokens.inc_by(tokens);
+    }
+
+    /// GitHub's `remaining` for the installation's core REST limit.
+    pub fn rate_limit_remaining(&self, remaining: u64) {
+        self.rate_limit_remaining
+            .set(i64::try_from(remaining).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition.

@@ -129,47 +129,6 @@ async fn pod_with(config: Option<&str>, token_ttl: Duration) -> Pod {
     }
 }
 
-/// GitHub's `issue_comment.created` example, retargeted.
-fn comment_delivery(
-    number: u64,
-    is_pr: bool,
-    body: &str,
-    login: &str,
-    user_type: &str,
-    comment_id: u64,
-) -> Value {
-    let path = penguin_test_support::workspace_root()
-        .join("../shared/fixtures/webhooks/api.github.com.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("fixture {} is required: {e}", path.display()));
-    let events: Vec<Value> = serde_json::from_str(&text).unwrap();
-    let mut payload = events
-        .iter()
-        .find(|e| e["name"] == "issue_comment")
-        .and_then(|e| e["examples"].as_array())
-        .and_then(|ex| ex.iter().find(|p| p["action"] == "created"))
-        .cloned()
-        .expect("an issue_comment.created example");
-    payload["repository"]["full_name"] = json!(format!("{OWNER}/{REPO}"));
-    payload["repository"]["name"] = json!(REPO);
-    payload["repository"]["owner"]["login"] = json!(OWNER);
-    payload["issue"]["number"] = json!(number);
-    payload["issue"]["labels"] = json!([]);
-    if is_pr {
-        let pr = format!("https://api.github.com/repos/{OWNER}/{REPO}/pulls/{number}");
-        payload["issue"]["pull_request"] = json!({"url": pr, "html_url": pr, "diff_url": format!("{pr}.diff"), "patch_url": format!("{pr}.patch")});
-    } else if let Some(issue) = payload["issue"].as_object_mut() {
-        issue.remove("pull_request");
-    }
-    payload["comment"]["id"] = json!(comment_id);
-    payload["comment"]["body"] = json!(body);
-    payload["comment"]["user"]["login"] = json!(login);
-    payload["comment"]["user"]["type"] = json!(user_type);
-    payload["sender"]["login"] = json!(login);
-    payload["sender"]["type"] = json!(user_type);
-    payload
-}
-
 impl Pod {
     async fn deliver(&self, id: &str, payload: &Value) -> u16 {
         let body = serde_json::to_vec(payload).unwrap();
@@ -187,6 +146,62 @@ impl Pod {
             .unwrap()
             .status()
             .as_u16()
+    }
+
+    /// The value of an unlabelled metric from `GET /metrics`.
+    async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    }
+
+    /// The bot's comments on `number`.
+    fn bot_comments(&self, number: u64) -> Vec<String> {
+        self.github
+            .standin
+            .comments(OWNER, REPO, number)
+            .into_iter()
+            .filter(|(_, _, author)| author.ends_with("[bot]"))
+            .map(|(_, body, _)| body)
+            .collect()
+    }
+
+    /// Commits `files` to `main` with the git CLI and the tokenator's credentials file.
+    fn push_to_main(&self, files: &[(&str, &str)]) {
+        let seed = self.run.join("seed");
+        let home = self.run.join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let helper = format!(
+            "credential.helper=store --file {}",
+            self.run.join("git-credentials").display()
+        );
+        let git = |cwd: &std::path::Path, args: &[&str]| {
+            penguin_test_support::git::git_ok(cwd, &home, args)
+        };
+        if !seed.join(".git").exists() {
+            std::fs::create_dir_all(&seed).unwrap();
+            git(&seed, &["init", "-q", "-b", "main"]);
+        }
+        for (path, content) in files {
+            let file = seed.join(path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, content).unwrap();
+            git(&seed, &["add", path]);
+        }
+        git(&seed, &["commit", "-q", "-m", "seed"]);
+        git(
+            &seed,
+            &["-c", &helper, "push", "-q", &self.github.repo_url(), "main"],
+        );
     }
 
     async fn wait_for(&self, what: &str, check: impl Fn(&GitHub) -> bool) {
@@ -207,7 +222,7 @@ async fn plan_on_an_issue_reacts_posts_a_checklist_and_labels() {
     assert_eq!(
         pod.deliver(
             "plan-1",
-            &comment_delivery(1, false, "@Penguin plan please", "octocat", "User", 9001)
+            &common::comment_delivery(1, false, "@Penguin plan please", "octocat", "User", 9001)
         )
         .await,
         200
@@ -244,6 +259,9 @@ async fn plan_on_an_issue_reacts_posts_a_checklist_and_labels() {
             .contains(&"penguin:done".to_string())
     })
     .await;
+    // Operators see GitHub's rate-limit budget (the stand-in allows 5,000 an hour).
+    let remaining = pod.metric("penguin_github_rate_limit_remaining").await;
+    assert!((1.0..5000.0).contains(&remaining), "{remaining}");
     // Hidden markdown in the issue body never reached the model.
     let sent = pod.llm.requests().last().unwrap().to_string();
     assert!(!sent.contains("fix tests"), "{sent}");
@@ -251,7 +269,7 @@ async fn plan_on_an_issue_reacts_posts_a_checklist_and_labels() {
     assert_eq!(
         pod.deliver(
             "plan-1",
-            &comment_delivery(1, false, "@Penguin plan please", "octocat", "User", 9001)
+            &common::comment_delivery(1, false, "@Penguin plan please", "octocat", "User", 9001)
         )
         .await,
         409
@@ -260,7 +278,7 @@ async fn plan_on_an_issue_reacts_posts_a_checklist_and_labels() {
     assert_eq!(
         pod.deliver(
             "plan-1-again",
-            &comment_delivery(1, false, "@Penguin plan please", "octocat", "User", 9001)
+            &common::comment_delivery(1, false, "@Penguin plan please", "octocat", "User", 9001)
         )
         .await,
         200
@@ -282,7 +300,7 @@ async fn review_on_a_pull_request_runs_a_check_and_posts_a_comment_review() {
     assert_eq!(
         pod.deliver(
             "review-1",
-            &comment_delivery(2, true, "@penguin REVIEW", "octocat", "User", 9002)
+            &common::comment_delivery(2, true, "@penguin REVIEW", "octocat", "User", 9002)
         )
         .await,
         200
@@ -349,7 +367,7 @@ async fn only_the_right_people_make_it_act() {
     assert_eq!(
         pod.deliver(
             "deny-1",
-            &comment_delivery(1, false, "@Penguin plan", "stranger", "User", 9101)
+            &common::comment_delivery(1, false, "@Penguin plan", "stranger", "User", 9101)
         )
         .await,
         200
@@ -375,7 +393,7 @@ async fn only_the_right_people_make_it_act() {
     assert_eq!(
         pod.deliver(
             "bot-1",
-            &comment_delivery(1, false, "@Penguin plan", "penguin-agent[bot]", "Bot", 9102)
+            &common::comment_delivery(1, false, "@Penguin plan", "penguin-agent[bot]", "Bot", 9102)
         )
         .await,
         200
@@ -383,7 +401,7 @@ async fn only_the_right_people_make_it_act() {
     assert_eq!(
         pod.deliver(
             "hidden-1",
-            &comment_delivery(
+            &common::comment_delivery(
                 1,
                 false,
                 "thanks! <!-- @Penguin plan -->",
@@ -403,7 +421,7 @@ async fn only_the_right_people_make_it_act() {
         pod.github.standin.calls()
     );
     // A forged signature is refused outright.
-    let body = serde_json::to_vec(&comment_delivery(
+    let body = serde_json::to_vec(&common::comment_delivery(
         1,
         false,
         "@Penguin plan",
@@ -543,7 +561,7 @@ hooks:
     assert_eq!(
         pod.deliver(
             "hook-1",
-            &comment_delivery(2, true, "@Penguin review", "octocat", "User", 9301)
+            &common::comment_delivery(2, true, "@Penguin review", "octocat", "User", 9301)
         )
         .await,
         200
@@ -580,27 +598,7 @@ impl Pod {
     /// Seeds `main` with a failing "test" (status.txt says broken) over real
     /// git, with the tokenator's credentials file.
     fn seed_failing_repository(&self) {
-        let seed = self.run.join("seed");
-        std::fs::create_dir_all(&seed).unwrap();
-        let home = self.run.join("home");
-        std::fs::create_dir_all(&home).unwrap();
-        let helper = format!(
-            "store --file {}",
-            self.run.join("git-credentials").display()
-        );
-        let git = |args: &[&str]| penguin_test_support::git::git_ok(&seed, &home, args);
-        git(&["init", "-q", "-b", "main"]);
-        std::fs::write(seed.join("status.txt"), "broken\n").unwrap();
-        git(&["add", "status.txt"]);
-        git(&["commit", "-q", "-m", "initial"]);
-        git(&[
-            "-c",
-            &format!("credential.helper={helper}"),
-            "push",
-            "-q",
-            &self.github.repo_url(),
-            "main",
-        ]);
+        self.push_to_main(&[("status.txt", "broken\n")]);
     }
 
     /// Checks the bot's branch, commit and fixed file in the bare repository
@@ -684,7 +682,7 @@ github:
     assert_eq!(
         pod.deliver(
             "fix-1",
-            &comment_delivery(1, false, "@Penguin fix tests", "octocat", "User", 9401)
+            &common::comment_delivery(1, false, "@Penguin fix tests", "octocat", "User", 9401)
         )
         .await,
         200
@@ -733,7 +731,7 @@ github:
     assert_eq!(
         pod.deliver(
             "ask-1",
-            &comment_delivery(1, false, "@Penguin fix tests", "octocat", "User", 9501)
+            &common::comment_delivery(1, false, "@Penguin fix tests", "octocat", "User", 9501)
         )
         .await,
         200
@@ -759,7 +757,7 @@ github:
     assert_eq!(
         pod.deliver(
             "ask-2",
-            &comment_delivery(1, false, "@Penguin approve", "stranger", "User", 9502)
+            &common::comment_delivery(1, false, "@Penguin approve", "stranger", "User", 9502)
         )
         .await,
         200
@@ -779,7 +777,7 @@ github:
     assert_eq!(
         pod.deliver(
             "ask-3",
-            &comment_delivery(1, false, "@Penguin approve", "octocat", "User", 9503)
+            &common::comment_delivery(1, false, "@Penguin approve", "octocat", "User", 9503)
         )
         .await,
         200
@@ -803,7 +801,7 @@ github:
     assert_eq!(
         pod.deliver(
             "ask-4",
-            &comment_delivery(1, false, "@Penguin approve", "octocat", "User", 9504)
+            &common::comment_delivery(1, false, "@Penguin approve", "octocat", "User", 9504)
         )
         .await,
         200
@@ -911,7 +909,7 @@ async fn a_secondary_rate_limit_on_comments_is_waited_out() {
     assert_eq!(
         pod.deliver(
             "rl-1",
-            &comment_delivery(1, false, "@Penguin plan", "octocat", "User", 9601)
+            &common::comment_delivery(1, false, "@Penguin plan", "octocat", "User", 9601)
         )
         .await,
         200
@@ -964,7 +962,7 @@ hooks:
     assert_eq!(
         pod.deliver(
             "hooks-1",
-            &comment_delivery(1, false, "@Penguin fix tests", "octocat", "User", 9701)
+            &common::comment_delivery(1, false, "@Penguin fix tests", "octocat", "User", 9701)
         )
         .await,
         200
@@ -1009,4 +1007,210 @@ hooks:
         .pulls(OWNER, REPO)
         .iter()
         .all(|p| p["number"] == 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_of_allowed_teams_may_act_without_write_permission() {
+    let config =
+        "github:\n  bot:\n    allowed_teams: [octo-org/maintainers, other-org/maintainers]\n";
+    let pod = pod_with_config(Some(config)).await;
+    pod.github
+        .standin
+        .set_permission(OWNER, REPO, "teamy", "read");
+    pod.github
+        .standin
+        .add_team_member(OWNER, "maintainers", "teamy");
+    pod.llm
+        .push_reply(Reply::Text("- [ ] Reproduce\n- [ ] Fix".into()));
+    assert_eq!(
+        pod.deliver(
+            "team-1",
+            &common::comment_delivery(1, false, "@Penguin plan", "teamy", "User", 9601)
+        )
+        .await,
+        200
+    );
+    pod.wait_for("the plan", |_| {
+        pod.bot_comments(1)
+            .iter()
+            .any(|b| b.contains("- [ ] Reproduce"))
+    })
+    .await;
+    // Not a member, read permission only: refused, after asking GitHub.
+    assert_eq!(
+        pod.deliver(
+            "team-2",
+            &common::comment_delivery(1, false, "@Penguin plan", "stranger", "User", 9602)
+        )
+        .await,
+        200
+    );
+    pod.wait_for("the refusal", |_| {
+        pod.bot_comments(1)
+            .iter()
+            .any(|b| b.contains("@stranger") && b.contains("allowed_teams"))
+    })
+    .await;
+    let lookups = pod.github.standin.calls_to("GET", "/orgs/");
+    let asked = |login: &str| {
+        lookups
+            .iter()
+            .filter(|c| c.path == format!("/orgs/{OWNER}/teams/maintainers/memberships/{login}"))
+            .count()
+    };
+    assert_eq!((asked("teamy"), asked("stranger")), (1, 1), "{lookups:#?}");
+    // Another organization's team cannot be checked with this installation.
+    assert!(lookups.iter().all(|c| !c.path.contains("other-org")));
+    // Write permission needs no team lookup.
+    pod.llm.push_reply(Reply::Text("- [ ] Again".into()));
+    assert_eq!(
+        pod.deliver(
+            "team-3",
+            &common::comment_delivery(1, false, "@Penguin plan", "octocat", "User", 9603)
+        )
+        .await,
+        200
+    );
+    pod.wait_for("the second plan", |_| {
+        pod.bot_comments(1)
+            .iter()
+            .any(|b| b.contains("- [ ] Again"))
+    })
+    .await;
+    assert_eq!(
+        pod.github.standin.calls_to("GET", "/orgs/").len(),
+        2,
+        "no lookup for a writer"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_config_on_the_default_branch_only_narrows() {
+    let pod = pod().await;
+    // The repository switches `plan` off and renames the done label.
+    pod.push_to_main(&[(
+        ".penguin/config.yml",
+        "github:\n  bot:\n    enabled_commands: [review, summarize, help]\n  labels:\n    label_map: { done: \"bot:finished\" }\n",
+    )]);
+    assert_eq!(
+        pod.deliver(
+            "narrow-1",
+            &common::comment_delivery(1, false, "@Penguin plan", "octocat", "User", 9701)
+        )
+        .await,
+        200
+    );
+    pod.wait_for("the refusal", |_| {
+        pod.bot_comments(1)
+            .iter()
+            .any(|b| b.contains("`plan` command is not enabled here"))
+    })
+    .await;
+    assert!(pod.llm.requests().is_empty(), "the model was not called");
+    // It read the file from the default branch (no ref: GitHub's default).
+    let reads = pod.github.standin.calls_to(
+        "GET",
+        &format!("/repos/{OWNER}/{REPO}/contents/.penguin/config.yml"),
+    );
+    assert_eq!(reads.len(), 1, "{reads:#?}");
+    assert_eq!(reads[0].status, 200);
+    // Commands it keeps use its label names.
+    pod.llm.push_reply(Reply::Text("It fixes #1.".into()));
+    assert_eq!(
+        pod.deliver(
+            "narrow-2",
+            &common::comment_delivery(2, true, "@Penguin summarize", "octocat", "User", 9702)
+        )
+        .await,
+        200
+    );
+    pod.wait_for("the renamed done label", |g| {
+        g.standin
+            .issue_labels(OWNER, REPO, 2)
+            .contains(&"bot:finished".to_string())
+    })
+    .await;
+    // A repository cannot widen: unknown keys make the file invalid, and the bot says so.
+    pod.push_to_main(&[(
+        ".penguin/config.yml",
+        "github:\n  bot:\n    allowed_users: [stranger]\n",
+    )]);
+    assert_eq!(
+        pod.deliver(
+            "narrow-3",
+            &common::comment_delivery(1, false, "@Penguin summarize", "octocat", "User", 9703)
+        )
+        .await,
+        200
+    );
+    pod.wait_for("the invalid-config answer", |_| {
+        pod.bot_comments(1)
+            .iter()
+            .any(|b| b.contains(".penguin/config.yml") && b.contains("invalid"))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fix_tests_through_the_git_data_api_makes_a_verified_bot_commit() {
+    let config = r#"
+security:
+  capabilities: { repo_write: allow, shell: allow }
+github:
+  fix_tests: { test_command: "grep -q fixed status.txt", max_rounds: 2, timeout_secs: 30, commit_via_api: true }
+"#;
+    let pod = pod_with_config(Some(config)).await;
+    pod.seed_failing_repository();
+    let pushes_before = pod.github.standin.git_pushes();
+    pod.llm.push_reply(Reply::Text(
+        r#"{"edits":[{"path":"status.txt","content":"fixed\n"}]}"#.into(),
+    ));
+    assert_eq!(
+        pod.deliver(
+            "gitdata-1",
+            &common::comment_delivery(1, false, "@Penguin fix tests", "octocat", "User", 9801)
+        )
+        .await,
+        200
+    );
+    pod.wait_for("the fix report", |_| {
+        pod.bot_comments(1)
+            .iter()
+            .any(|b| b.contains("Tests pass after my changes"))
+    })
+    .await;
+    let branch = pod.assert_bot_branch_and_pr();
+    // No git push: blobs, a tree, a commit GitHub signed, and a ref.
+    assert_eq!(pod.github.standin.git_pushes(), pushes_before);
+    for step in ["blobs", "trees", "commits", "refs"] {
+        let calls = pod
+            .github
+            .standin
+            .calls_to("POST", &format!("/repos/{OWNER}/{REPO}/git/{step}"));
+        assert_eq!(calls.len(), 1, "{step}");
+        assert_eq!(calls[0].status, 201, "{step}: {calls:#?}");
+    }
+    let commit = &pod
+        .github
+        .standin
+        .calls_to("POST", &format!("/repos/{OWNER}/{REPO}/git/commits"))[0];
+    assert!(commit.body.get("author").is_none() && commit.body.get("committer").is_none());
+    let head = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(
+            pod.github
+                .dir
+                .path()
+                .join("git")
+                .join(OWNER)
+                .join(format!("{REPO}.git")),
+        )
+        .args(["rev-parse", &branch])
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    assert!(
+        pod.github.standin.verified_commits().contains(&head),
+        "the branch head {head} is not a commit GitHub signed"
+    );
 }

@@ -104,6 +104,20 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             "/repos/{owner}/{repo}/collaborators/{*rest}",
             any(crate::rest::handle),
         )
+        .route("/repos/{owner}/{repo}/contents", any(crate::rest::handle))
+        .route("/repos/{owner}/{repo}/contents/", any(crate::rest::handle))
+        .route(
+            "/repos/{owner}/{repo}/contents/{*rest}",
+            any(crate::rest::handle),
+        )
+        .route(
+            "/repos/{owner}/{repo}/git/{*rest}",
+            any(crate::rest::handle),
+        )
+        .route(
+            "/orgs/{org}/teams/{team_slug}/memberships/{username}",
+            any(crate::rest::handle),
+        )
         .fallback(fallback)
         .method_not_allowed_fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), common))

@@ -10,9 +10,15 @@
 //! It also serves the REST routes a GitHub App bot uses on a repository — issues, issue
 //! comments, reactions, labels, check runs, pull requests and their files, reviews and
 //! collaborator permissions — over state seeded with [`StandIn::add_issue`],
-//! [`StandIn::add_pull`] and friends. Those calls need an installation token that can see the
-//! repository, are recorded ([`StandIn::calls`]) and can be failed with
-//! [`StandIn::fail_next_calls`].
+//! [`StandIn::add_pull`] and friends; repository contents (`GET /repos/{owner}/{repo}/contents`)
+//! and the Git Data API (blobs, trees, commits, refs under `/repos/{owner}/{repo}/git/`) over
+//! the real bare repositories, with commits the App leaves unattributed signed as its bot
+//! ([`StandIn::verified_commits`]); and team memberships
+//! (`GET /orgs/{org}/teams/{team}/memberships/{user}`, seeded with
+//! [`StandIn::add_team_member`]). Those calls need an installation token that can see the
+//! repository (or is installed on the organization) and has the permission the route needs
+//! (contents `read`/`write`, members `read`, ...), are recorded ([`StandIn::calls`]) and can be
+//! failed with [`StandIn::fail_next_calls`].
 //!
 //! Tests start it in-process with [`StandIn::start`], steer it with the fault-injection methods
 //! (for example [`StandIn::fail_next_mints`] or [`StandIn::set_down`]) and observe what happened
@@ -24,8 +30,10 @@
 mod api;
 mod auth;
 mod git;
+mod gitdata;
 mod mint;
 mod objects;
+mod plumbing;
 mod rest;
 mod shapes;
 mod state;
@@ -73,9 +81,9 @@ pub struct StandInConfig {
 impl StandInConfig {
     /// A configuration with sensible defaults: client ID `Iv1.penguintest0001`, slug
     /// `penguin-agent`, one installation (ID 1001) on the organization `octo-org` covering
-    /// `hello-world` and `other-repo` with contents, pull requests, issues and checks `write` and
-    /// metadata `read`; tokens live 3600 s, no replication lag, no clock skew, 5000 requests per
-    /// hour.
+    /// `hello-world` and `other-repo` with contents, pull requests, issues and checks `write`,
+    /// and metadata and organization members `read`; tokens live 3600 s, no replication lag,
+    /// no clock skew, 5000 requests per hour.
     pub fn new(app_id: u64, app_public_key_pem: impl Into<String>, git_root: PathBuf) -> Self {
         let permissions = [
             ("contents", "write"),
@@ -83,6 +91,7 @@ impl StandInConfig {
             ("issues", "write"),
             ("checks", "write"),
             ("metadata", "read"),
+            ("members", "read"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -159,7 +168,8 @@ pub struct MintRecord {
 }
 
 /// One call to a bot route (issues, comments, reactions, labels, check runs, pull requests,
-/// reviews, collaborator permissions), as recorded by the stand-in.
+/// reviews, collaborator permissions, contents, the Git Data API, team memberships), as
+/// recorded by the stand-in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedCall {
     /// The HTTP method, e.g. `POST`. Updates sent as `POST` (GitHub accepts POST for its PATCH
@@ -617,6 +627,41 @@ impl StandIn {
             .iter()
             .filter_map(|(n, p)| Some(shapes::pull(&view, data.issues.get(n)?, p)))
             .collect()
+    }
+
+    /// The commits the stand-in created and signed as the App's bot (`POST .../git/commits`
+    /// without `author`, `committer` or `signature`), in creation order. Their
+    /// `verification.verified` is `true`.
+    pub fn verified_commits(&self) -> Vec<String> {
+        self.shared.with(|s| {
+            s.store
+                .signed_commits
+                .iter()
+                .map(|(sha, _)| sha.clone())
+                .collect()
+        })
+    }
+
+    /// Makes `login` a member (role `member`) of the team `team_slug` of `org`. Organization,
+    /// team and login are case-insensitive, as on GitHub.
+    pub fn add_team_member(&self, org: &str, team_slug: &str, login: &str) {
+        self.set_team_role(org, team_slug, login, "member");
+    }
+
+    /// Makes `login` a maintainer (role `maintainer`) of the team `team_slug` of `org`.
+    pub fn add_team_maintainer(&self, org: &str, team_slug: &str, login: &str) {
+        self.set_team_role(org, team_slug, login, "maintainer");
+    }
+
+    /// Adds or updates a team membership.
+    fn set_team_role(&self, org: &str, team_slug: &str, login: &str, role: &str) {
+        self.shared.with(|s| {
+            s.store
+                .teams
+                .entry(store::repo_key(org, team_slug))
+                .or_default()
+                .insert(login.to_ascii_lowercase(), role.to_string());
+        });
     }
 
     /// Creates `{git_root}/{owner}/{repo}.git` as a bare repository (default branch `main`) with

@@ -17,6 +17,8 @@ pub(crate) const CREATED_AT: &str = "2024-01-15T10:00:00Z";
 pub(crate) const UPDATED_AT: &str = "2024-06-01T12:00:00Z";
 /// The `documentation_url` of error bodies.
 pub(crate) const DOCS_URL: &str = "https://docs.github.com/rest";
+/// Every repository's default branch (`default_branch` of the repository object).
+pub(crate) const DEFAULT_BRANCH: &str = "main";
 /// Events the App subscribes to.
 const EVENTS: [&str; 4] = [
     "issue_comment",
@@ -33,6 +35,12 @@ pub(crate) fn timestamp(t: DateTime<Utc>) -> String {
 /// GitHub's legacy global node ID, e.g. `MDQ6VXNlcjE=` for `04:User1`.
 pub(crate) fn node_id(kind: &str, id: u64) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("0{}:{kind}{id}", kind.len()))
+}
+
+/// The legacy node ID of an object named by a string, e.g. a commit (`06:Commit<sha>`) or a
+/// ref (`03:Refrefs/heads/main`).
+pub(crate) fn node_id_of(kind: &str, name: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("0{}:{kind}{name}", kind.len()))
 }
 
 /// A login as it appears in API URLs (`[bot]` percent-encoded).
@@ -218,7 +226,7 @@ pub(crate) fn repository(shared: &Shared, base: &str, repo: &RepoInfo) -> Value 
     put("forks", json!(0));
     put("open_issues", json!(0));
     put("watchers", json!(0));
-    put("default_branch", json!("main"));
+    put("default_branch", json!(DEFAULT_BRANCH));
     Value::Object(m)
 }
 

@@ -1,8 +1,11 @@
 //! The REST routes a GitHub App bot uses on a repository: issues, issue comments, reactions,
-//! labels, check runs, pull requests, changed files, reviews and collaborator permissions.
+//! labels, check runs, pull requests, changed files, reviews, collaborator permissions,
+//! contents and the Git Data API (blobs, trees, commits, refs; served by [`crate::gitdata`]) —
+//! plus team memberships of the installation's organization.
 //!
 //! Every call is recorded (see [`crate::StandIn::calls`]), needs an installation token that can
-//! see the repository (anything else answers 404, as GitHub does for private repositories),
+//! see the repository (anything else answers 404, as GitHub does for private repositories) and
+//! has the permission the route needs (else 403 `Resource not accessible by integration`),
 //! counts against the caller's rate limit and may be failed with an injected fault.
 
 use std::sync::Arc;
@@ -18,11 +21,12 @@ use crate::api::{
     base_url, charge, finish, identify, json_response, query_number, Accept, ApiError, AppState,
     Authed, Who,
 };
+use crate::gitdata::{GitCtx, GitOp};
 use crate::objects::{self, level_rank};
 use crate::shapes::{self, View};
 use crate::state::{RepoInfo, Shared, TokenRecord};
 use crate::store::{
-    pseudo_sha, CheckRunRec, CommentRec, IssueRec, OutputRec, PullRec, ReactionRec, RepoData,
+    fnv, pseudo_sha, CheckRunRec, CommentRec, IssueRec, OutputRec, PullRec, ReactionRec, RepoData,
     ReviewRec,
 };
 use crate::RecordedCall;
@@ -69,6 +73,21 @@ enum Op {
     ListFiles(u64),
     CreateReview(u64),
     Permission(String),
+    /// Contents and the Git Data API.
+    Git(GitOp),
+}
+
+/// What a bot-route request addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    /// An operation on `/repos/{owner}/{repo}/...`.
+    Repo { owner: String, repo: String, op: Op },
+    /// `GET /orgs/{org}/teams/{team}/memberships/{user}`.
+    TeamMembership {
+        org: String,
+        team: String,
+        user: String,
+    },
 }
 
 impl Op {
@@ -77,6 +96,7 @@ impl Op {
         const ISSUES: &[&str] = &["issues", "pull_requests"];
         const PULLS: &[&str] = &["pull_requests"];
         const CHECKS: &[&str] = &["checks"];
+        const CONTENTS: &[&str] = &["contents"];
         match self {
             Op::GetIssue(_) | Op::ListComments(_) | Op::GetComment(_) => (ISSUES, "read"),
             Op::CreateComment(_)
@@ -90,6 +110,8 @@ impl Op {
             Op::CreatePull | Op::UpdatePull(_) | Op::CreateReview(_) => (PULLS, "write"),
             // Metadata `read`, which every installation token has.
             Op::Permission(_) => (&[], ""),
+            Op::Git(op) if op.writes() => (CONTENTS, "write"),
+            Op::Git(_) => (CONTENTS, "read"),
         }
     }
 }
@@ -114,8 +136,26 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Parses `/repos/{owner}/{repo}/...` into the owner, the repository and the operation.
-fn parse(method: &Method, path: &str) -> Option<(String, String, Op)> {
+/// Parses `/repos/{owner}/{repo}/...` into the owner, the repository and the operation, or
+/// `/orgs/{org}/teams/{team}/memberships/{user}`.
+fn parse(method: &Method, path: &str) -> Option<Route> {
+    if let Some(rest) = path.strip_prefix("/orgs/") {
+        let segs: Vec<String> = rest.split('/').map(percent_decode).collect();
+        return match (method.as_str(), segs.as_slice()) {
+            ("GET", [org, teams, team, memberships, user])
+                if teams == "teams"
+                    && memberships == "memberships"
+                    && ![org, team, user].iter().any(|s| s.is_empty()) =>
+            {
+                Some(Route::TeamMembership {
+                    org: org.clone(),
+                    team: team.clone(),
+                    user: user.clone(),
+                })
+            }
+            _ => None,
+        };
+    }
     let rest = path.strip_prefix("/repos/")?;
     let segs: Vec<String> = rest.split('/').map(percent_decode).collect();
     let (owner, repo) = (segs.first()?.clone(), segs.get(1)?.clone());
@@ -151,9 +191,9 @@ fn parse(method: &Method, path: &str) -> Option<(String, String, Op)> {
         ("GET", ["collaborators", user, "permission"]) if !user.is_empty() => {
             Op::Permission(user.to_string())
         }
-        _ => return None,
+        _ => Op::Git(GitOp::parse(m, &tail)?),
     };
-    Some((owner, repo, op))
+    Some(Route::Repo { owner, repo, op })
 }
 
 /// A request body: parsed JSON (`Null` when empty), or the raw text when it is not JSON.
@@ -177,17 +217,29 @@ fn parse_body(bytes: Option<&Bytes>) -> (Value, bool) {
 pub(crate) async fn handle(State(shared): AppState, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let Some((owner, repo, op)) = parse(&method, &path) else {
+    let Some(route) = parse(&method, &path) else {
         return ApiError::not_found().into_response();
     };
     // GitHub takes POST for PATCH endpoints; such calls are logged (and matched against
     // faults) as the PATCH they are.
-    let method = match op {
-        Op::UpdateComment(_) | Op::UpdateCheckRun(_) | Op::UpdatePull(_) => Method::PATCH,
+    let method = match &route {
+        Route::Repo {
+            op:
+                Op::UpdateComment(_)
+                | Op::UpdateCheckRun(_)
+                | Op::UpdatePull(_)
+                | Op::Git(GitOp::UpdateRef(_)),
+            ..
+        } => Method::PATCH,
         _ => method,
     };
     let query = req.uri().query().map(str::to_string);
     let headers = req.headers().clone();
+    let accept = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let bytes = axum::body::to_bytes(req.into_body(), MAX_REQUEST_BYTES)
         .await
         .ok();
@@ -207,13 +259,14 @@ pub(crate) async fn handle(State(shared): AppState, req: Request) -> Response {
         method: method.as_str().to_string(),
         path,
         query,
+        accept,
         body,
         body_ok,
     };
     let resp = match identify(&shared, &headers, Accept::Any) {
         Ok(Some(identified)) => match charge(&shared, identified, true) {
             Ok(authed) => {
-                let result = serve(&call, &authed, &owner, &repo, op).await;
+                let result = serve(&call, &authed, route).await;
                 finish(Some(&authed), result)
             }
             Err(e) => e.into_response(),
@@ -237,6 +290,8 @@ struct Call<'a> {
     method: String,
     path: String,
     query: Option<String>,
+    /// The `Accept` header.
+    accept: String,
     body: Value,
     body_ok: bool,
 }
@@ -261,13 +316,7 @@ fn require(token: &TokenRecord, perms: &[&str], level: &str) -> Result<(), ApiEr
 }
 
 /// Faults, visibility, permissions, body parsing, then the operation.
-async fn serve(
-    call: &Call<'_>,
-    authed: &Authed,
-    owner: &str,
-    repo: &str,
-    op: Op,
-) -> Result<Response, ApiError> {
+async fn serve(call: &Call<'_>, authed: &Authed, route: Route) -> Result<Response, ApiError> {
     let fault = call
         .shared
         .with(|s| s.store.take_fault(&call.method, &call.path));
@@ -277,6 +326,57 @@ async fn serve(
     let Who::Installation(token) = &authed.who else {
         return Err(ApiError::not_found());
     };
+    match route {
+        Route::Repo { owner, repo, op } => serve_repo(call, token, &owner, &repo, op).await,
+        Route::TeamMembership { org, team, user } => {
+            team_membership(call, token, &org, &team, &user)
+        }
+    }
+}
+
+/// `GET /orgs/{org}/teams/{team}/memberships/{user}`: needs a token of an installation on
+/// `org` (else 404) with members `read` (else 403); 404 unless `user` is in the team.
+fn team_membership(
+    call: &Call<'_>,
+    token: &TokenRecord,
+    org: &str,
+    team: &str,
+    user: &str,
+) -> Result<Response, ApiError> {
+    let account = call.shared.with(|s| {
+        s.installation(token.installation_id)
+            .map(|i| i.spec.account.clone())
+    });
+    if !account.is_some_and(|a| a.eq_ignore_ascii_case(org)) {
+        return Err(ApiError::not_found());
+    }
+    require(token, &["members"], "read")?;
+    let role = call
+        .shared
+        .with(|s| s.store.team_role(org, team, user).map(str::to_string))
+        .ok_or_else(ApiError::not_found)?;
+    let org_id = call.shared.account(org).map_or(0, |(_, id)| id);
+    let team_id =
+        1_000_000 + fnv(format!("{org}/{team}").to_ascii_lowercase().as_bytes()) % 1_000_000;
+    let url = format!(
+        "{}/organizations/{org_id}/team/{team_id}/memberships/{}",
+        call.base,
+        objects::url_login(user)
+    );
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"url": url, "role": role, "state": "active"}),
+    ))
+}
+
+/// Visibility of the repository, permissions, body parsing, then the operation.
+async fn serve_repo(
+    call: &Call<'_>,
+    token: &TokenRecord,
+    owner: &str,
+    repo: &str,
+    op: Op,
+) -> Result<Response, ApiError> {
     let repo = token
         .repos
         .iter()
@@ -318,16 +418,27 @@ async fn serve(
         Op::ListFiles(n) => ctx.list_files(n),
         Op::CreateReview(n) => ctx.create_review(n),
         Op::Permission(user) => ctx.permission(&user),
+        Op::Git(op) => {
+            let git = GitCtx {
+                shared: call.shared,
+                base: &call.base,
+                repo: &repo,
+                body: &call.body,
+                query: call.query.as_deref(),
+                accept: &call.accept,
+            };
+            crate::gitdata::serve(&git, op).await
+        }
     }
 }
 
 /// `Invalid request.\n\n{detail}` (GitHub's schema-validation 422).
-fn invalid(detail: impl std::fmt::Display) -> ApiError {
+pub(crate) fn invalid(detail: impl std::fmt::Display) -> ApiError {
     ApiError::unprocessable(format!("Invalid request.\n\n{detail}"))
 }
 
 /// The body as an object (`null` counts as an empty one).
-fn object(body: &Value) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn object(body: &Value) -> Result<Map<String, Value>, ApiError> {
     match body {
         Value::Null => Ok(Map::new()),
         Value::Object(m) => Ok(m.clone()),
@@ -336,7 +447,7 @@ fn object(body: &Value) -> Result<Map<String, Value>, ApiError> {
 }
 
 /// An optional string property (`null` counts as absent).
-fn opt_str(m: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
+pub(crate) fn opt_str(m: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -347,12 +458,12 @@ fn opt_str(m: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError
 }
 
 /// A required string property.
-fn req_str(m: &Map<String, Value>, key: &str) -> Result<String, ApiError> {
+pub(crate) fn req_str(m: &Map<String, Value>, key: &str) -> Result<String, ApiError> {
     opt_str(m, key)?.ok_or_else(|| invalid(format_args!("\"{key}\" wasn't supplied.")))
 }
 
 /// `For 'properties/{key}', "v" is not one of [...]`.
-fn not_one_of(key: &str, value: &str, allowed: &[&str]) -> ApiError {
+pub(crate) fn not_one_of(key: &str, value: &str, allowed: &[&str]) -> ApiError {
     let list = allowed
         .iter()
         .map(|a| format!("{a:?}"))
@@ -377,7 +488,7 @@ fn check_body_length(resource: &str, body: &str) -> Result<(), ApiError> {
 }
 
 /// A JSON response with a `Location` header.
-fn created(body: &Value, location: &str) -> Response {
+pub(crate) fn created(body: &Value, location: &str) -> Response {
     let mut resp = json_response(StatusCode::CREATED, body);
     if let Ok(v) = HeaderValue::from_str(location) {
         resp.headers_mut().insert(http::header::LOCATION, v);
@@ -386,7 +497,7 @@ fn created(body: &Value, location: &str) -> Response {
 }
 
 /// The value of a query parameter, percent-decoded.
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     query?
         .split('&')
         .filter_map(|kv| kv.split_once('='))
@@ -443,7 +554,7 @@ fn paginate(base: &str, path: &str, query: Option<&str>, items: Vec<Value>) -> R
 }
 
 /// Whether `name` is a branch name git would accept (conservatively).
-fn valid_branch(name: &str) -> bool {
+pub(crate) fn valid_branch(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
         && !name.starts_with(['-', '/', '.'])
@@ -1362,7 +1473,10 @@ mod tests {
 
     #[test]
     fn routes_parse() {
-        let p = |m: Method, path: &str| parse(&m, path).map(|(_, _, op)| op);
+        let p = |m: Method, path: &str| match parse(&m, path) {
+            Some(Route::Repo { op, .. }) => Some(op),
+            _ => None,
+        };
         assert_eq!(
             p(Method::GET, "/repos/o/r/issues/comments/7"),
             Some(Op::GetComment(7))
@@ -1388,8 +1502,64 @@ mod tests {
             ),
             Some(Op::Permission("a[bot]".into()))
         );
-        let (owner, repo, _) = parse(&Method::POST, "/repos/Octo/Hello/check-runs").unwrap();
+        let Some(Route::Repo { owner, repo, .. }) =
+            parse(&Method::POST, "/repos/Octo/Hello/check-runs")
+        else {
+            panic!("not a repository route");
+        };
         assert_eq!((owner.as_str(), repo.as_str()), ("Octo", "Hello"));
+        assert_eq!(
+            p(Method::GET, "/repos/o/r/contents/docs/a%20b.md"),
+            Some(Op::Git(GitOp::Contents("docs/a b.md".into())))
+        );
+        assert_eq!(
+            p(Method::GET, "/repos/o/r/contents"),
+            Some(Op::Git(GitOp::Contents(String::new())))
+        );
+        assert_eq!(
+            p(Method::POST, "/repos/o/r/git/refs/heads/feature/x"),
+            Some(Op::Git(GitOp::UpdateRef("heads/feature/x".into())))
+        );
+        assert_eq!(
+            p(Method::POST, "/repos/o/r/git/commits"),
+            Some(Op::Git(GitOp::CreateCommit))
+        );
+        assert_eq!(p(Method::PUT, "/repos/o/r/git/blobs"), None);
+        assert_eq!(
+            Op::Git(GitOp::CreateBlob).needs(),
+            (&["contents"][..], "write")
+        );
+        assert_eq!(
+            Op::Git(GitOp::GetBlob("a".into())).needs(),
+            (&["contents"][..], "read")
+        );
+    }
+
+    #[test]
+    fn team_membership_routes_parse() {
+        assert_eq!(
+            parse(
+                &Method::GET,
+                "/orgs/Octo-Org/teams/core/memberships/alice%5Bbot%5D"
+            ),
+            Some(Route::TeamMembership {
+                org: "Octo-Org".into(),
+                team: "core".into(),
+                user: "alice[bot]".into(),
+            })
+        );
+        assert_eq!(
+            parse(&Method::PUT, "/orgs/o/teams/core/memberships/alice"),
+            None
+        );
+        assert_eq!(
+            parse(&Method::GET, "/orgs/o/teams/core/members/alice"),
+            None
+        );
+        assert_eq!(
+            parse(&Method::GET, "/orgs/o/teams//memberships/alice"),
+            None
+        );
     }
 
     #[test]

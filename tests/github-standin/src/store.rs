@@ -1,6 +1,7 @@
 //! Repository contents a GitHub App bot works with: issues, pull requests, comments, labels,
-//! reactions, check runs, reviews and collaborator permissions, plus the call log and the
-//! call-fault queue of those routes.
+//! reactions, check runs, reviews and collaborator permissions, plus team memberships, the
+//! commits the stand-in signed, the call log and the call-fault queue of those routes. (Git
+//! contents live in the bare repositories, see [`crate::plumbing`].)
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -174,6 +175,12 @@ pub(crate) struct Store {
     pub faults: Vec<CallFault>,
     /// Pagination `Link` targets are absolute URLs (GitHub's form) rather than paths.
     pub absolute_links: bool,
+    /// Commits the stand-in created and signed as the App's bot, in creation order, with the
+    /// time they were signed.
+    pub signed_commits: Vec<(String, DateTime<Utc>)>,
+    /// Team members: (lowercase organization, lowercase team slug) → lowercase login → role
+    /// (`member` or `maintainer`).
+    pub teams: HashMap<(String, String), BTreeMap<String, String>>,
     next_id: u64,
 }
 
@@ -196,6 +203,22 @@ impl Store {
     /// The repository's data, if any was stored.
     pub fn repo(&self, owner: &str, repo: &str) -> Option<&RepoData> {
         self.repos.get(&repo_key(owner, repo))
+    }
+
+    /// When the stand-in signed this commit, if it did.
+    pub fn signed_at(&self, sha: &str) -> Option<DateTime<Utc>> {
+        self.signed_commits
+            .iter()
+            .find(|(s, _)| s.eq_ignore_ascii_case(sha))
+            .map(|(_, at)| *at)
+    }
+
+    /// The role of `login` in `org`'s team `slug`, if a member (all case-insensitive).
+    pub fn team_role(&self, org: &str, slug: &str, login: &str) -> Option<&str> {
+        self.teams
+            .get(&repo_key(org, slug))?
+            .get(&login.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     /// Takes the first queued fault matching a call.

@@ -221,7 +221,7 @@ async fn default_mint_grants_everything() {
     assert!(token.expires_at.unwrap().ends_with('Z'));
     assert_eq!(
         body["permissions"],
-        json!({"checks":"write","contents":"write","issues":"write","metadata":"read","pull_requests":"write"})
+        json!({"checks":"write","contents":"write","issues":"write","members":"read","metadata":"read","pull_requests":"write"})
     );
     assert_eq!(body["repository_selection"], "selected");
     assert!(body.get("repositories").is_none());

@@ -128,6 +128,14 @@ impl RepoClient {
         Ok(crab)
     }
 
+    /// Requests left in the installation's core REST window (`GET /rate_limit`,
+    /// which does not count against it).
+    pub async fn rate_limit_remaining(&self) -> Option<u64> {
+        let crab = self.crab().await.ok()?;
+        let limits = crab.ratelimit().get().await.ok()?;
+        Some(limits.resources.core.remaining as u64)
+    }
+
     /// Revokes every token this client used once no other client for the
     /// repository is live (best effort: they expire within the hour anyway).
     pub async fn finish(self) {

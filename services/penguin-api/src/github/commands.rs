@@ -1,7 +1,7 @@
 //! What a mention does: the gates, then 👀, a check run on pull requests, one
 //! progress comment edited in place, the model's work, labels per outcome.
 
-use super::client::RepoClient;
+use super::{access, client::RepoClient, repo_config};
 use crate::state::AppState;
 use octocrab::{
     models::{
@@ -61,6 +61,34 @@ pub enum Outcome {
     Done(String),
     /// Nothing to do; the note says why.
     Ignored(String),
+}
+
+/// What a delivery already did on GitHub, stored with the delivery as each
+/// step happens: a delivery resumed after a crash reuses its task, check run
+/// and progress comment instead of creating them twice.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct DeliveryProgress {
+    task_id: Option<String>,
+    check_run: Option<u64>,
+    comment: Option<u64>,
+}
+
+impl DeliveryProgress {
+    async fn load(state: &AppState, delivery_id: &str) -> DeliveryProgress {
+        match state.store.delivery_progress(delivery_id).await {
+            Ok(Some(text)) => serde_json::from_str(&text).unwrap_or_default(),
+            _ => DeliveryProgress::default(),
+        }
+    }
+
+    async fn save(&self, state: &AppState, delivery_id: &str) -> Result<(), String> {
+        let text = serde_json::to_string(self).map_err(|e| e.to_string())?;
+        state
+            .store
+            .set_delivery_progress(delivery_id, &text)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// A mention in a comment, with what the gates need.
@@ -243,53 +271,6 @@ pub async fn handle(state: &AppState, delivery: &Delivery) -> Result<Outcome, St
     }
 }
 
-/// How long a collaborator-permission answer is reused.
-const PERMISSION_TTL: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// The commenter's permission on the repository (`admin`, `write`, …), from
-/// GitHub's collaborator API, cached briefly per repository and user.
-async fn collaborator_permission(
-    state: &AppState,
-    client: &RepoClient,
-    login: &str,
-) -> Option<String> {
-    let key = (
-        format!("{}/{}", client.owner, client.repo),
-        login.to_ascii_lowercase(),
-    );
-    if let Some((permission, at)) = state
-        .permission_cache
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&key)
-    {
-        if at.elapsed() < PERMISSION_TTL {
-            return permission.clone();
-        }
-    }
-    let permission = client
-        .crab()
-        .await
-        .ok()?
-        .get::<Value, _, ()>(
-            format!(
-                "/repos/{}/{}/collaborators/{login}/permission",
-                client.owner, client.repo
-            ),
-            None,
-        )
-        .await
-        .ok()
-        .and_then(|v| v["permission"].as_str().map(str::to_string));
-    let mut cache = state
-        .permission_cache
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    cache.retain(|_, (_, at)| at.elapsed() < PERMISSION_TTL);
-    cache.insert(key, (permission.clone(), Instant::now()));
-    permission
-}
-
 /// `author_association` as GitHub spells it (`OWNER`, `MEMBER`, …).
 fn association_of(association: Option<&octocrab::models::AuthorAssociation>) -> String {
     association
@@ -349,8 +330,12 @@ async fn auto_review(state: &AppState, delivery: &Delivery, m: Mention) -> Resul
     )
     .await
     .map_err(|e| e.to_string())?;
-    let result = run_mention(state, &config, delivery, &m, Command::Review, &client).await;
-    client.finish().await;
+    let result = match repo_config::narrowed(&client, &config).await {
+        // The repository may have switched reviews off.
+        Ok(config) => run_mention(state, &config, delivery, &m, Command::Review, &client).await,
+        Err(e) => Ok(Outcome::Ignored(format!("automatic review skipped: {e}"))),
+    };
+    finish(state, client).await;
     result
 }
 
@@ -387,9 +372,33 @@ async fn on_mention(state: &AppState, delivery: &Delivery, m: Mention) -> Result
     )
     .await
     .map_err(|e| e.to_string())?;
-    let result = run_mention(state, &config, delivery, &m, command, &client).await;
-    client.finish().await;
+    let result = match repo_config::narrowed(&client, &config).await {
+        Ok(config) => run_mention(state, &config, delivery, &m, command, &client).await,
+        Err(e) => refuse(&client, &m, &e.to_string()).await,
+    };
+    finish(state, client).await;
     result
+}
+
+/// Records GitHub's rate-limit budget, then revokes the command's tokens.
+async fn finish(state: &AppState, client: RepoClient) {
+    if let Some(remaining) = client.rate_limit_remaining().await {
+        state.bot_metrics.rate_limit_remaining(remaining);
+    }
+    client.finish().await;
+}
+
+/// Tells the commenter why nothing will happen.
+async fn refuse(client: &RepoClient, m: &Mention, reason: &str) -> Result<Outcome, String> {
+    let crab = client.crab().await.map_err(|e| e.to_string())?;
+    crab.issues(&client.owner, &client.repo)
+        .create_comment(
+            m.number,
+            format!("@{} I can't do that here: {reason}", m.login),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Outcome::Done(format!("denied: {reason}")))
 }
 
 async fn run_mention(
@@ -403,7 +412,7 @@ async fn run_mention(
     let crab = client.crab().await.map_err(|e| e.to_string())?;
     let (owner, repo) = (client.owner.as_str(), client.repo.as_str());
     let issues = crab.issues(owner, repo);
-    let permission = collaborator_permission(state, client, &m.login).await;
+    let permission = access::collaborator_permission(state, client, &m.login).await;
     let (head_sha, from_fork, pull_body, head_ref) = if m.is_pull_request {
         let pull = crab
             .pulls(owner, repo)
@@ -425,13 +434,22 @@ async fn run_mention(
     } else {
         (None, false, String::new(), None)
     };
-    let actor = Actor {
+    let mut actor = Actor {
         login: m.login.clone(),
         is_bot: m.is_bot,
         association: m.association.clone(),
         permission,
         teams: Vec::new(),
     };
+    let bot_config = &config.github.bot;
+    if !m.automatic
+        && !bot_config.allowed_teams.is_empty()
+        && !gate::trusted_without_teams(bot_config, &actor)
+    {
+        actor.teams =
+            access::team_memberships(state, &m.repository, &bot_config.allowed_teams, &m.login)
+                .await;
+    }
     let target = Target {
         is_pull_request: m.is_pull_request,
         from_fork,
@@ -448,14 +466,7 @@ async fn run_mention(
     match decision {
         Decision::Allow => {}
         Decision::Ignore(reason) => return Ok(Outcome::Ignored(reason)),
-        Decision::Deny(reason) => {
-            let body = format!("@{} I can't do that here: {reason}", m.login);
-            issues
-                .create_comment(m.number, body)
-                .await
-                .map_err(|e| e.to_string())?;
-            return Ok(Outcome::Done(format!("denied: {reason}")));
-        }
+        Decision::Deny(reason) => return refuse(client, m, &reason).await,
         Decision::NeedsLabel(label) => {
             let body = format!(
                 "@{} this needs the opt-in label `{label}` on this issue or pull request before I may write anything.",
@@ -472,7 +483,11 @@ async fn run_mention(
             return Ok(Outcome::Done(format!("waiting for label {label}")));
         }
     }
-    let allowed = if m.automatic {
+    // A delivery resumed after a crash reuses what it already created, and
+    // was already counted against the caps.
+    let mut progress = DeliveryProgress::load(state, &delivery.delivery_id).await;
+    let resumed = progress.task_id.is_some();
+    let allowed = if m.automatic || resumed {
         Ok(())
     } else {
         state
@@ -537,40 +552,53 @@ async fn run_mention(
             Ok(true) => {}
         }
     }
-    // 👀 first: the person sees at once that the bot is on it.
-    match m.react_to {
-        ReactTo::IssueComment(id) => {
-            issues
-                .create_comment_reaction(CommentId(id), ReactionContent::Eyes)
-                .await
-                .map_err(|e| e.to_string())?;
+    if !resumed {
+        // 👀 first: the person sees at once that the bot is on it.
+        match m.react_to {
+            ReactTo::IssueComment(id) => {
+                issues
+                    .create_comment_reaction(CommentId(id), ReactionContent::Eyes)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            ReactTo::ReviewComment(id) => {
+                crab.pulls(owner, repo)
+                    .create_comment_reaction(CommentId(id), ReactionContent::Eyes)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            ReactTo::Nothing => {}
         }
-        ReactTo::ReviewComment(id) => {
-            crab.pulls(owner, repo)
-                .create_comment_reaction(CommentId(id), ReactionContent::Eyes)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        ReactTo::Nothing => {}
     }
-    let task = state
-        .store
-        .create_task(NewTask {
-            name: format!("github:{}", command.name()),
-            description: format!("{} #{}: {}", m.repository, m.number, m.title),
-            metadata: json!({ "repository": m.repository, "number": m.number, "delivery_id": delivery.delivery_id, "actor": m.login }),
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+    let task_id = match progress.task_id.clone() {
+        Some(id) if state.store.get_task(&id).await.is_ok() => {
+            tracing::info!(delivery_id = %delivery.delivery_id, task_id = %id, "resuming after a restart");
+            id
+        }
+        _ => {
+            let task = state
+                .store
+                .create_task(NewTask {
+                    name: format!("github:{}", command.name()),
+                    description: format!("{} #{}: {}", m.repository, m.number, m.title),
+                    metadata: json!({ "repository": m.repository, "number": m.number, "delivery_id": delivery.delivery_id, "actor": m.login }),
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            progress.task_id = Some(task.id.clone());
+            progress.save(state, &delivery.delivery_id).await?;
+            task.id
+        }
+    };
     let _ = state
         .store
-        .set_task_state(&task.id, TaskState::Running)
+        .set_task_state(&task_id, TaskState::Running)
         .await;
     let started = Instant::now();
     let details_url = format!(
         "{}/api/v1/tasks/{}",
         state.settings.public_url.trim_end_matches('/'),
-        task.id
+        task_id
     );
     let check_name = match command {
         Command::Review => Some(config.github.checks.check_names.review.clone()),
@@ -580,28 +608,49 @@ async fn run_mention(
     };
     let check_run: Option<CheckRunId> = match (&head_sha, check_name, config.github.checks.enabled)
     {
-        (Some(sha), Some(name), true) => crab
-            .checks(owner, repo)
-            .create_check_run(name, sha.clone())
-            .status(CheckRunStatus::InProgress)
-            .details_url(details_url.clone())
-            .external_id(task.id.clone())
-            .send()
-            .await
-            .map(|c| c.id)
-            .map_err(|e| tracing::warn!(error = %e, "cannot create the check run"))
-            .ok(),
+        _ if progress.check_run.is_some() => progress.check_run.map(CheckRunId),
+        (Some(sha), Some(name), true) => {
+            let id = crab
+                .checks(owner, repo)
+                .create_check_run(name, sha.clone())
+                .status(CheckRunStatus::InProgress)
+                .details_url(details_url.clone())
+                .external_id(task_id.clone())
+                .send()
+                .await
+                .map(|c| c.id)
+                .map_err(|e| tracing::warn!(error = %e, "cannot create the check run"))
+                .ok();
+            progress.check_run = id.map(|id| id.0);
+            progress.save(state, &delivery.delivery_id).await?;
+            id
+        }
         _ => None,
     };
     let progress_body = format!(
         "🐧 Working on `{}` … (task [`{}`]({details_url}))",
         command.name(),
-        task.id
+        task_id
     );
-    let progress = creating("progress comment", || {
-        issues.create_comment(m.number, progress_body.clone())
-    })
-    .await?;
+    let progress_comment = match progress.comment {
+        Some(id) => {
+            let body = format!("{progress_body} — resumed after a restart");
+            creating("progress comment", || {
+                issues.update_comment(CommentId(id), body.clone())
+            })
+            .await?;
+            CommentId(id)
+        }
+        None => {
+            let comment = creating("progress comment", || {
+                issues.create_comment(m.number, progress_body.clone())
+            })
+            .await?;
+            progress.comment = Some(comment.id.0);
+            progress.save(state, &delivery.delivery_id).await?;
+            comment.id
+        }
+    };
     if config.github.labels.enabled {
         let _ = issues
             .add_labels(
@@ -619,7 +668,7 @@ async fn run_mention(
             "repository": m.repository,
             "pull_request": m.number,
             "sha": head_sha,
-            "task_id": task.id,
+            "task_id": task_id,
             "actor": m.login,
         });
         match penguin_bot::hooks::run_hooks(config.hooks.pre(HookEvent::ReviewRun), &context).await
@@ -634,7 +683,7 @@ async fn run_mention(
                     m,
                     &command,
                     client,
-                    &task.id,
+                    &task_id,
                     head_ref.as_deref(),
                 )
                 .await;
@@ -658,7 +707,7 @@ async fn run_mention(
             m,
             &command,
             client,
-            &task.id,
+            &task_id,
             head_ref.as_deref(),
         )
         .await
@@ -676,12 +725,12 @@ async fn run_mention(
     };
     let footer = format!(
         "\n\n<sub>task [`{}`]({details_url}) · {:.1} s</sub>",
-        task.id,
+        task_id,
         started.elapsed().as_secs_f64()
     );
     let report = format!("{body}{footer}");
     creating("report comment", || {
-        issues.update_comment(progress.id, report.clone())
+        issues.update_comment(progress_comment, report.clone())
     })
     .await?;
     if let Some(id) = check_run {
@@ -711,7 +760,7 @@ async fn run_mention(
             "**Penguin** `{}`: {} — task [`{}`]({details_url})",
             command.name(),
             if ok { "✅ done" } else { "❌ failed" },
-            task.id
+            task_id
         );
         let body = with_summary(&pull_body, &summary_block);
         if body != pull_body {
@@ -742,7 +791,7 @@ async fn run_mention(
     let _ = state
         .store
         .finish_task(
-            &task.id,
+            &task_id,
             state_after,
             json!({ "command": command.name(), "ok": ok, "summary": summary }),
         )
@@ -759,7 +808,7 @@ const CREATE_RETRIES: u32 = 3;
 /// Runs a call that creates content (comments, reviews), backing off when
 /// GitHub answers with a secondary rate limit: at least as long as its
 /// `retry-after` asks, doubling from one second otherwise.
-async fn creating<T, F, Fut>(what: &'static str, mut call: F) -> Result<T, String>
+pub(super) async fn creating<T, F, Fut>(what: &'static str, mut call: F) -> Result<T, String>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = octocrab::Result<T>>,

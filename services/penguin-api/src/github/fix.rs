@@ -179,8 +179,6 @@ pub async fn fix_tests(
         state.settings.github_server_url.trim_end_matches('/'),
         request.repository
     );
-    let handle = tokio::runtime::Handle::current();
-
     let mut warnings = Vec::new();
     let mut hook_context = json!({
         "repository": request.repository,
@@ -200,7 +198,7 @@ pub async fn fix_tests(
         work.clone(),
         branch.clone(),
     );
-    let clone_handle = handle.clone();
+    let clone_handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || -> Result<(), String> {
         let mut fetch = git2::FetchOptions::new();
         fetch.remote_callbacks(callbacks(clone_state, repo_name, clone_handle));
@@ -282,21 +280,79 @@ pub async fn fix_tests(
         return Ok("The tests already pass: nothing to fix.".into());
     }
 
-    // Commit as the App's bot and push with a fresh token.
-    let socket = state
-        .settings
-        .tokenator_socket
-        .clone()
-        .ok_or("PENGUIN_TOKENATOR_SOCKET is not set")?;
-    let bot = bot_identity(&socket).await.map_err(|e| e.to_string())?;
     let message = format!(
         "Fix failing tests\n\nEdited by Penguin for #{}: {}\n\nTask-ID: {}\n",
         request.number,
         edited.join(", "),
         request.task_id
     );
-    pre_hooks(config, HookEvent::CommitCreate, &hook_context).await?;
-    let dir = work.clone();
+    let sha = if fix.commit_via_api {
+        commit_via_api(
+            state,
+            config,
+            &request,
+            &work,
+            &branch,
+            &edited,
+            &message,
+            &mut hook_context,
+            &mut warnings,
+        )
+        .await?
+    } else {
+        commit_and_push(
+            state,
+            config,
+            &request,
+            &work,
+            &branch,
+            &message,
+            &mut hook_context,
+            &mut warnings,
+        )
+        .await?
+    };
+    let _ = tokio::fs::remove_dir_all(&work).await;
+
+    pre_hooks(config, HookEvent::PrCreate, &hook_context).await?;
+    let pr = open_or_update_pr(state, &request, &branch, &sha, &log).await?;
+    post_hooks(config, HookEvent::PrCreate, &hook_context, &mut warnings).await;
+    let mut report = format!(
+        "Tests pass after my changes ({}). Pushed `{}` to `{branch}` — {pr}.\n\n{}",
+        edited.join(", "),
+        &sha[..sha.len().min(12)],
+        log.iter()
+            .map(|l| format!("- {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    for warning in warnings {
+        report.push_str("\n\n");
+        report.push_str(&warning);
+    }
+    Ok(report)
+}
+
+/// Commits locally as the App's bot and pushes with a fresh token.
+#[allow(clippy::too_many_arguments)]
+async fn commit_and_push(
+    state: &AppState,
+    config: &ServerConfig,
+    request: &FixRequest<'_>,
+    work: &Path,
+    branch: &str,
+    message: &str,
+    hook_context: &mut Value,
+    warnings: &mut Vec<String>,
+) -> Result<String, String> {
+    let socket = state
+        .settings
+        .tokenator_socket
+        .clone()
+        .ok_or("PENGUIN_TOKENATOR_SOCKET is not set")?;
+    let bot = bot_identity(&socket).await.map_err(|e| e.to_string())?;
+    pre_hooks(config, HookEvent::CommitCreate, hook_context).await?;
+    let (dir, message) = (work.to_path_buf(), message.to_string());
     let sha = tokio::task::spawn_blocking(move || -> Result<String, String> {
         let repo = git2::Repository::open(&dir).map_err(|e| e.message().to_string())?;
         let mut index = repo.index().map_err(|e| e.message().to_string())?;
@@ -328,21 +384,16 @@ pub async fn fix_tests(
     .await
     .map_err(|e| e.to_string())??;
     hook_context["sha"] = json!(sha);
-    post_hooks(
-        config,
-        HookEvent::CommitCreate,
-        &hook_context,
-        &mut warnings,
-    )
-    .await;
+    post_hooks(config, HookEvent::CommitCreate, hook_context, warnings).await;
 
-    pre_hooks(config, HookEvent::Push, &hook_context).await?;
+    pre_hooks(config, HookEvent::Push, hook_context).await?;
     let (push_state, repo_name, dir, push_branch) = (
         state.clone(),
         request.repository.to_string(),
-        work.clone(),
-        branch.clone(),
+        work.to_path_buf(),
+        branch.to_string(),
     );
+    let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || -> Result<(), String> {
         let repo = git2::Repository::open(&dir).map_err(|e| e.message().to_string())?;
         let mut push = git2::PushOptions::new();
@@ -361,26 +412,79 @@ pub async fn fix_tests(
     })
     .await
     .map_err(|e| e.to_string())??;
-    let _ = tokio::fs::remove_dir_all(&work).await;
-    post_hooks(config, HookEvent::Push, &hook_context, &mut warnings).await;
+    post_hooks(config, HookEvent::Push, hook_context, warnings).await;
+    Ok(sha)
+}
 
-    pre_hooks(config, HookEvent::PrCreate, &hook_context).await?;
-    let pr = open_or_update_pr(state, &request, &branch, &sha, &log).await?;
-    post_hooks(config, HookEvent::PrCreate, &hook_context, &mut warnings).await;
-    let mut report = format!(
-        "Tests pass after my changes ({}). Pushed `{}` to `{branch}` — {pr}.\n\n{}",
-        edited.join(", "),
-        &sha[..sha.len().min(12)],
-        log.iter()
-            .map(|l| format!("- {l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    for warning in warnings {
-        report.push_str("\n\n");
-        report.push_str(&warning);
+/// Commits through the Git Data API (GitHub signs it as the App) and points
+/// the branch at the commit; the same hooks run around both steps.
+#[allow(clippy::too_many_arguments)]
+async fn commit_via_api(
+    state: &AppState,
+    config: &ServerConfig,
+    request: &FixRequest<'_>,
+    work: &Path,
+    branch: &str,
+    edited: &[String],
+    message: &str,
+    hook_context: &mut Value,
+    warnings: &mut Vec<String>,
+) -> Result<String, String> {
+    let (dir, paths) = (work.to_path_buf(), edited.to_vec());
+    let (parent, base_tree, changes) = tokio::task::spawn_blocking(move || {
+        let repo = git2::Repository::open(&dir).map_err(|e| e.message().to_string())?;
+        let parent = repo
+            .head()
+            .and_then(|h| h.peel_to_commit())
+            .map_err(|e| e.message().to_string())?;
+        let mut changes: Vec<super::git_data::FileChange> = Vec::new();
+        for path in paths {
+            if changes.iter().any(|c| c.path == path) {
+                continue;
+            }
+            let full = dir.join(&path);
+            let content = std::fs::read(&full).map_err(|e| format!("{path}: {e}"))?;
+            let executable = {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::metadata(&full).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+            };
+            changes.push(super::git_data::FileChange {
+                path,
+                content,
+                executable,
+            });
+        }
+        Ok::<_, String>((
+            parent.id().to_string(),
+            parent.tree_id().to_string(),
+            changes,
+        ))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let client = super::client::RepoClient::connect(
+        state.settings.tokenator_socket.as_deref(),
+        &state.settings.github_api_url,
+        request.repository,
+        &[("contents", "write")],
+        &state.token_users,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let result = async {
+        pre_hooks(config, HookEvent::CommitCreate, hook_context).await?;
+        let sha =
+            super::git_data::create_commit(&client, &parent, &base_tree, &changes, message).await?;
+        hook_context["sha"] = json!(sha);
+        post_hooks(config, HookEvent::CommitCreate, hook_context, warnings).await;
+        pre_hooks(config, HookEvent::Push, hook_context).await?;
+        super::git_data::point_branch(&client, branch, &sha).await?;
+        post_hooks(config, HookEvent::Push, hook_context, warnings).await;
+        Ok(sha)
     }
-    Ok(report)
+    .await;
+    client.finish().await;
+    result
 }
 
 /// (passed, combined output).
@@ -558,4 +662,25 @@ async fn open_or_update_pr(
 /// Where a task's clone lives while it works.
 fn work_dir(data_dir: &Path, task_id: &str) -> PathBuf {
     data_dir.join("work").join(task_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git2_speaks_https_for_github() {
+        // GitHub serves git only over https: without it every clone fails.
+        assert!(git2::Version::get().https(), "git2 built without https");
+    }
+
+    #[test]
+    fn branch_slugs_are_short_and_safe() {
+        assert_eq!(
+            slug("Fix the flaky `parse()` test!"),
+            "fix-the-flaky-parse-test"
+        );
+        assert!(slug(&"a".repeat(100)).len() <= 40);
+        assert_eq!(slug("../../etc"), "etc");
+    }
 }

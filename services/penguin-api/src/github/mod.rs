@@ -5,11 +5,16 @@
 //! - [`worker`]: drains stored deliveries (also after a restart), exactly once.
 //! - [`client`]: GitHub REST through octocrab with tokens from the tokenator
 //!   (the API never holds the App key).
+//! - [`access`]: the commenter's permission and team memberships.
+//! - [`repo_config`]: a repository's own (narrowing) `.penguin/config.yml`.
 //! - [`commands`]: what `@Penguin review|plan|summarize|help|…` do.
 
+pub mod access;
 pub mod client;
 pub mod commands;
 pub mod fix;
+pub mod git_data;
+pub mod repo_config;
 pub mod webhook;
 pub mod worker;
 

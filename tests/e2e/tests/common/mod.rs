@@ -1,7 +1,11 @@
-//! The tokenator as the pod runs it, started in this process.
+//! The tokenator as the pod runs it, started in this process, and signed
+//! deliveries built from GitHub's public webhook examples. Also included by
+//! penguin-api's restart test, which runs the api as a process.
+#![allow(dead_code)]
 
 use clap::Parser;
-use penguin_test_support::{fixture, GitHub, APP_ID, INSTALLATION_ID};
+use penguin_test_support::{fixture, GitHub, APP_ID, INSTALLATION_ID, OWNER, REPO};
+use serde_json::{json, Value};
 use std::{path::Path, time::Duration};
 
 /// Starts a tokenator in App mode against `github`, with its socket and
@@ -44,4 +48,45 @@ pub async fn start_tokenator(github: &GitHub, dir: &Path, run: &Path) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// GitHub's `issue_comment.created` example, retargeted.
+pub fn comment_delivery(
+    number: u64,
+    is_pr: bool,
+    body: &str,
+    login: &str,
+    user_type: &str,
+    comment_id: u64,
+) -> Value {
+    let path = penguin_test_support::workspace_root()
+        .join("../shared/fixtures/webhooks/api.github.com.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("fixture {} is required: {e}", path.display()));
+    let events: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let mut payload = events
+        .iter()
+        .find(|e| e["name"] == "issue_comment")
+        .and_then(|e| e["examples"].as_array())
+        .and_then(|ex| ex.iter().find(|p| p["action"] == "created"))
+        .cloned()
+        .expect("an issue_comment.created example");
+    payload["repository"]["full_name"] = json!(format!("{OWNER}/{REPO}"));
+    payload["repository"]["name"] = json!(REPO);
+    payload["repository"]["owner"]["login"] = json!(OWNER);
+    payload["issue"]["number"] = json!(number);
+    payload["issue"]["labels"] = json!([]);
+    if is_pr {
+        let pr = format!("https://api.github.com/repos/{OWNER}/{REPO}/pulls/{number}");
+        payload["issue"]["pull_request"] = json!({"url": pr, "html_url": pr, "diff_url": format!("{pr}.diff"), "patch_url": format!("{pr}.patch")});
+    } else if let Some(issue) = payload["issue"].as_object_mut() {
+        issue.remove("pull_request");
+    }
+    payload["comment"]["id"] = json!(comment_id);
+    payload["comment"]["body"] = json!(body);
+    payload["comment"]["user"]["login"] = json!(login);
+    payload["comment"]["user"]["type"] = json!(user_type);
+    payload["sender"]["login"] = json!(login);
+    payload["sender"]["type"] = json!(user_type);
+    payload
 }

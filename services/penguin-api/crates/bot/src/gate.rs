@@ -88,6 +88,22 @@ impl Decision {
 /// Permissions that allow every command.
 const WRITE_PERMISSIONS: [&str; 3] = ["write", "maintain", "admin"];
 
+/// Whether a collaborator permission (`admin`, `write`, …) allows every command.
+pub fn grants_write(permission: &str) -> bool {
+    WRITE_PERMISSIONS
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case(permission.trim()))
+}
+
+/// Whether `login` is trusted before any team lookup: write permission or
+/// `allowed_users`. Team lookups cost a GitHub call, so they are made only
+/// when this says no.
+pub fn trusted_without_teams(config: &BotConfig, actor: &Actor) -> bool {
+    let login = actor.login.trim();
+    grants_write(actor.permission.as_deref().unwrap_or(""))
+        || (!login.is_empty() && contains_ignore_case(&config.allowed_users, login))
+}
+
 fn contains_ignore_case(list: &[String], item: &str) -> bool {
     list.iter().any(|x| x.eq_ignore_ascii_case(item))
 }
@@ -134,10 +150,7 @@ fn decide_quietly(
     }
 
     let permission = actor.permission.as_deref().map(str::trim).unwrap_or("");
-    let trusted = WRITE_PERMISSIONS
-        .iter()
-        .any(|p| p.eq_ignore_ascii_case(permission))
-        || (!login.is_empty() && contains_ignore_case(&config.allowed_users, login))
+    let trusted = trusted_without_teams(config, actor)
         || actor
             .teams
             .iter()

@@ -403,6 +403,45 @@ mod tests {
 }
 
 impl Store {
+    /// What the delivery recorded of its progress (see
+    /// [`Store::set_delivery_progress`]); `None` when nothing yet.
+    /// `NotFound` if the delivery does not exist.
+    pub async fn delivery_progress(&self, delivery_id: &str) -> Result<Option<String>, StoreError> {
+        let delivery_id = delivery_id.to_owned();
+        self.with_conn(move |conn| {
+            conn.query_row(
+                "SELECT progress FROM deliveries WHERE delivery_id = ?1",
+                [&delivery_id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::not_found("delivery", delivery_id))
+        })
+        .await
+    }
+
+    /// Records a delivery's progress (opaque text, e.g. JSON), committed
+    /// before the call returns, so a restart after a crash can resume from
+    /// it. `NotFound` if the delivery does not exist.
+    pub async fn set_delivery_progress(
+        &self,
+        delivery_id: &str,
+        progress: &str,
+    ) -> Result<(), StoreError> {
+        let (delivery_id, progress) = (delivery_id.to_owned(), progress.to_owned());
+        self.with_conn(move |conn| {
+            let changed = conn.execute(
+                "UPDATE deliveries SET progress = ?2 WHERE delivery_id = ?1",
+                params![delivery_id, progress],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::not_found("delivery", delivery_id));
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Deletes finished deliveries (done, failed, ignored) received before
     /// `before`, with their payloads and comment claims; returns how many.
     /// Queued and processing deliveries are never pruned.

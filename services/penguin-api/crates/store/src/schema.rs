@@ -97,6 +97,11 @@ const MIGRATIONS: &[&str] = &[
         claimed_at  TEXT NOT NULL
     );
     "#,
+    // 2: what a delivery already did on GitHub (task, check run, progress
+    // comment), so a delivery resumed after a crash reuses them.
+    r#"
+    ALTER TABLE deliveries ADD COLUMN progress TEXT;
+    "#,
 ];
 
 /// The schema version this build creates and understands.

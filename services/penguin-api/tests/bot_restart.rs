@@ -1,0 +1,229 @@
+//! penguin-api killed (SIGKILL) in the middle of a burst of signed
+//! `@Penguin plan` deliveries, then started again on the same data: every
+//! acknowledged delivery is answered, commands cut off mid-work resume with
+//! their own task and progress comment, and nothing is done twice.
+
+mod common;
+#[path = "../../../tests/e2e/tests/common/mod.rs"]
+mod pod;
+
+use common::Api;
+use llm_standin::{LlmStandIn, Reply};
+use penguin_api_store::{DeliveryState, Store};
+use penguin_test_support::{GitHub, OWNER, REPO};
+use std::{collections::HashMap, time::Duration};
+
+const SECRET: &str = "restart-webhook-secret-0123";
+/// Deliveries in the burst.
+const BURST: u64 = 24;
+/// Commands the worker runs at once: these are cut off mid-work.
+const IN_FLIGHT: usize = 4;
+
+/// Signs and posts one delivery; `None` when the API was not there to answer.
+async fn deliver(http: &reqwest::Client, base: &str, id: &str, body: &[u8]) -> Option<u16> {
+    http.post(format!("{base}/api/v1/integrations/github/webhook"))
+        .header("X-GitHub-Event", "issue_comment")
+        .header("X-GitHub-Delivery", id)
+        .header(
+            "X-Hub-Signature-256",
+            penguin_bot::signature::sign(SECRET.as_bytes(), body),
+        )
+        .body(body.to_vec())
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
+/// The burst: one distinct comment per delivery, all on issue 1.
+fn burst() -> Vec<(String, Vec<u8>)> {
+    (0..BURST)
+        .map(|i| {
+            let payload =
+                pod::comment_delivery(1, false, "@Penguin plan", "octocat", "User", 50_000 + i);
+            (format!("burst-{i}"), serde_json::to_vec(&payload).unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_in_the_middle_of_a_burst_loses_nothing_and_does_nothing_twice() {
+    common::install_crypto();
+    let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
+    let llm = LlmStandIn::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    pod::start_tokenator(&github, dir.path(), &run).await;
+    github.standin.add_issue(
+        OWNER,
+        REPO,
+        1,
+        "Crash on empty input",
+        "It crashes.",
+        "octocat",
+        &[],
+    );
+    github
+        .standin
+        .set_permission(OWNER, REPO, "octocat", "write");
+
+    let mut env: HashMap<String, String> = common::env(dir.path(), Some(&llm));
+    // More commands than the default per-user cap.
+    let config = dir.path().join("server-config.yml");
+    std::fs::write(
+        &config,
+        "github:\n  bot:\n    commands_per_hour_per_user: 100\n    commands_per_hour_per_repo: 100\n",
+    )
+    .unwrap();
+    env.insert("PENGUIN_CONFIG_PATH".into(), config.display().to_string());
+    for (key, value) in [
+        ("GITHUB_WEBHOOK_SECRET", SECRET.to_string()),
+        (
+            "PENGUIN_TOKENATOR_SOCKET",
+            run.join("tokenator.sock").display().to_string(),
+        ),
+        ("GITHUB_API_URL", github.url()),
+        ("GITHUB_SERVER_URL", github.url()),
+        ("GITHUB_REPOSITORY", format!("{OWNER}/{REPO}")),
+        ("PENGUIN_LLM_TIMEOUT_SECS", "120".into()),
+    ] {
+        env.insert(key.into(), value);
+    }
+    // The first commands to reach the model hang there until the kill.
+    for _ in 0..IN_FLIGHT {
+        llm.push_reply(Reply::Hang);
+    }
+
+    let mut api = Api::start(env.clone()).await;
+    let base = format!("http://{}", api.addr);
+    let http = reqwest::Client::new();
+    let deliveries = burst();
+    let (first, second) = deliveries.split_at(deliveries.len() / 2);
+    let mut acknowledged = Vec::new();
+    for (id, body) in first {
+        assert_eq!(deliver(&http, &base, id, body).await, Some(200), "{id}");
+        acknowledged.push(id.clone());
+    }
+    assert!(
+        penguin_test_support::eventually(Duration::from_secs(20), || llm.requests().len()
+            >= IN_FLIGHT)
+        .await,
+        "commands never reached the model:\n{}",
+        api.process.logs()
+    );
+    // The second half arrives while the process is killed.
+    let sending = {
+        let (http, base, second) = (http.clone(), base.clone(), second.to_vec());
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for (id, body) in second {
+                answers.push((id.clone(), deliver(&http, &base, &id, &body).await));
+            }
+            answers
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(15)).await;
+    api.process.kill().await;
+    let mut redeliver = Vec::new();
+    for (id, status) in sending.await.unwrap() {
+        match status {
+            Some(200) => acknowledged.push(id),
+            // Not acknowledged: GitHub redelivers it.
+            _ => redeliver.push(id),
+        }
+    }
+    let before_restart = github
+        .standin
+        .calls_to("POST", &format!("/repos/{OWNER}/{REPO}/issues/1/comments"))
+        .len();
+    assert!(
+        before_restart >= IN_FLIGHT,
+        "the cut-off commands had posted their progress comments"
+    );
+
+    let api = Api::start(env).await;
+    let base = format!("http://{}", api.addr);
+    for (id, body) in &deliveries {
+        let status = deliver(&http, &base, id, body).await;
+        if redeliver.contains(id) {
+            assert!(matches!(status, Some(200) | Some(409)), "{id}: {status:?}");
+        } else {
+            // Acknowledged before the kill: stored, so a redelivery is a duplicate.
+            assert_eq!(status, Some(409), "{id}");
+        }
+    }
+
+    // Every delivery is answered exactly once: one reply comment per command,
+    // each edited from "working" to its plan.
+    let bot = |g: &GitHub| {
+        g.standin
+            .comments(OWNER, REPO, 1)
+            .into_iter()
+            .filter(|(_, _, author)| author.ends_with("[bot]"))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        penguin_test_support::eventually(Duration::from_secs(60), || {
+            let replies = bot(&github);
+            replies.len() >= BURST as usize
+                && replies
+                    .iter()
+                    .all(|(_, body, _)| !body.contains("Working on"))
+        })
+        .await,
+        "not every delivery was answered: {:#?}\n{}",
+        bot(&github),
+        api.process.logs()
+    );
+    let store = Store::open(&api.data).await.unwrap();
+    assert!(
+        penguin_test_support::eventually(Duration::from_secs(10), || {
+            deliveries.iter().all(|(id, _)| {
+                futures::executor::block_on(store.get_delivery(id))
+                    .is_ok_and(|d| d.state == DeliveryState::Done)
+            })
+        })
+        .await,
+        "deliveries not all done"
+    );
+    let replies = bot(&github);
+    assert_eq!(replies.len(), BURST as usize, "{replies:#?}");
+    let created = github
+        .standin
+        .calls_to("POST", &format!("/repos/{OWNER}/{REPO}/issues/1/comments"));
+    assert_eq!(
+        created.len(),
+        BURST as usize,
+        "a progress comment was created twice"
+    );
+    let resumed = replies
+        .iter()
+        .filter(|(id, _, _)| {
+            github
+                .standin
+                .calls_to(
+                    "PATCH",
+                    &format!("/repos/{OWNER}/{REPO}/issues/comments/{id}"),
+                )
+                .iter()
+                .any(|c| c.body.to_string().contains("resumed after a restart"))
+        })
+        .count();
+    assert_eq!(resumed, IN_FLIGHT, "the cut-off commands resume in place");
+    // One 👀 per comment, and one task per delivery.
+    for i in 0..BURST {
+        let reactions = github.standin.calls_to(
+            "POST",
+            &format!(
+                "/repos/{OWNER}/{REPO}/issues/comments/{}/reactions",
+                50_000 + i
+            ),
+        );
+        assert_eq!(reactions.len(), 1, "comment {}", 50_000 + i);
+    }
+    let tasks = store.list_tasks(500).await.unwrap();
+    assert_eq!(
+        tasks.iter().filter(|t| t.name == "github:plan").count(),
+        BURST as usize
+    );
+}
