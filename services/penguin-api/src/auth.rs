@@ -28,6 +28,7 @@ const PUBLIC: &[&str] = &[
     "/api/v1/integrations/github/webhook",
     "/api/openapi.json",
     "/metrics",
+    "/healthz",
 ];
 
 /// Keys and sessions.

@@ -18,6 +18,28 @@ pub enum RunnerKind {
     Docker,
 }
 
+/// Subcommands of the binary.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Serve the API and the bot (the default).
+    Serve,
+    /// Exit 0 when the running API answers `GET /api/v1/health` on its port
+    /// (container health checks: the image has no curl).
+    Healthcheck,
+    /// Clone `GITHUB_REPOSITORY`, then commit and push to
+    /// `penguin/self-test` every `--interval-secs`, asking for git credentials
+    /// fresh each time, as the bot does; one JSON line per push. Exit 0 when
+    /// every push succeeded (the image has no shell or git).
+    SelfTest {
+        /// Pushes to make.
+        #[arg(long, default_value_t = 5)]
+        pushes: u32,
+        /// Seconds between pushes.
+        #[arg(long, default_value_t = 2)]
+        interval_secs: u64,
+    },
+}
+
 /// Command line and environment.
 #[derive(Debug, clap::Parser)]
 #[command(
@@ -26,6 +48,9 @@ pub enum RunnerKind {
     about = "The Penguin web API and GitHub App bot."
 )]
 pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Address to listen on.
     #[arg(long, env = "HOST", default_value = "0.0.0.0")]
     pub host: IpAddr,

@@ -10,6 +10,7 @@ pub mod github;
 pub mod metrics;
 pub mod request_id;
 pub mod routes;
+pub mod selftest;
 pub mod state;
 pub mod stats;
 pub mod tasks;

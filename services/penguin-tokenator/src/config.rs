@@ -93,6 +93,14 @@ pub struct Args {
     /// JWKS URL (alternative to the file), fetched at start and refreshed.
     #[arg(long, env = "PENGUIN_TOKENATOR_JWKS_URL")]
     pub jwks_url: Option<String>,
+    /// Bearer token file sent with each JWKS_URL fetch (in a cluster, the
+    /// pod's ServiceAccount token: the API server's /openid/v1/jwks wants one).
+    #[arg(long, env = "PENGUIN_TOKENATOR_JWKS_TOKEN_FILE")]
+    pub jwks_token_file: Option<PathBuf>,
+    /// CA bundle that verifies JWKS_URL instead of the public roots (in a
+    /// cluster, the ServiceAccount's ca.crt).
+    #[arg(long, env = "PENGUIN_TOKENATOR_JWKS_CA_FILE")]
+    pub jwks_ca_file: Option<PathBuf>,
     /// Required `iss` of callers' JWTs.
     #[arg(long, env = "PENGUIN_TOKENATOR_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
@@ -153,6 +161,10 @@ pub struct Args {
         default_value_t = 10
     )]
     pub github_timeout_secs: u64,
+    /// How long to wait at start for a missing App key file to appear (a
+    /// volume filled by another container); 0 fails at once.
+    #[arg(long, env = "PENGUIN_TOKENATOR_KEY_WAIT_SECS", default_value_t = 0)]
+    pub key_wait_secs: u64,
 }
 
 /// Where tokens come from.
@@ -207,7 +219,18 @@ pub enum JwksSource {
     /// A file, re-read when it changes.
     File(PathBuf),
     /// A URL, fetched at start and refreshed.
-    Url(String),
+    Url(JwksUrl),
+}
+
+/// Where and how to fetch a JWKS.
+#[derive(Clone, Debug)]
+pub struct JwksUrl {
+    /// `https://…/openid/v1/jwks`.
+    pub url: String,
+    /// Bearer token file, re-read on every fetch (projected tokens rotate).
+    pub token_file: Option<PathBuf>,
+    /// CA bundle that replaces the public roots for this URL.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// TLS for the TCP listener.
@@ -259,6 +282,8 @@ pub struct Settings {
     pub timing: Timing,
     /// GitHub request deadline.
     pub github_timeout: Duration,
+    /// How long to wait for a missing App key file at start.
+    pub key_wait: Duration,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -322,6 +347,7 @@ impl Args {
                 probe_timeout: Duration::from_secs(self.probe_timeout_secs),
             },
             github_timeout: Duration::from_secs(self.github_timeout_secs),
+            key_wait: Duration::from_secs(self.key_wait_secs),
             log_format: self.log_format,
         })
     }
@@ -414,7 +440,11 @@ impl Args {
                 if !(url.starts_with("https://") || url.starts_with("http://")) {
                     return Err(ConfigError::invalid("PENGUIN_TOKENATOR_JWKS_URL", "not an http(s) URL"));
                 }
-                JwksSource::Url(url.clone())
+                JwksSource::Url(JwksUrl {
+                    url: url.clone(),
+                    token_file: self.jwks_token_file.clone(),
+                    ca_file: self.jwks_ca_file.clone(),
+                })
             }
             (None, None) => {
                 return Ok((

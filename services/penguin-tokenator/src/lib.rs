@@ -10,6 +10,7 @@ pub mod config;
 pub mod git_credential;
 pub mod grpc;
 pub mod http;
+mod jwks_http;
 pub mod metrics;
 pub mod secret_file;
 pub mod watch;
@@ -120,6 +121,19 @@ pub struct Tokenator {
     github: Option<Arc<GitHubHttp>>,
 }
 
+/// Waits up to `limit` for `path` to exist (another container may be
+/// writing it); reading it then fails with the usual error if it never came.
+async fn wait_for_file(path: &std::path::Path, limit: std::time::Duration) {
+    if limit.is_zero() || path.exists() {
+        return;
+    }
+    tracing::info!(path = %path.display(), wait_secs = limit.as_secs(), "waiting for the App key file");
+    let deadline = tokio::time::Instant::now() + limit;
+    while !path.exists() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 impl Tokenator {
     /// Loads the key, token, JWKS, policy and TLS files and binds the listeners.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
@@ -129,6 +143,7 @@ impl Tokenator {
             SourceSettings::App {
                 issuer, key_path, ..
             } => {
+                wait_for_file(key_path, settings.key_wait).await;
                 let key = AppKey::from_pem_file(key_path)?;
                 let http = Arc::new(GitHubHttp::new(
                     HttpSettings {
@@ -173,7 +188,7 @@ impl Tokenator {
                         })?;
                         parse_jwks(&path.display().to_string(), &bytes)?
                     }
-                    JwksSource::Url(url) => fetch_jwks(url, settings.github_timeout).await?,
+                    JwksSource::Url(source) => fetch_jwks(source, settings.github_timeout).await?,
                 };
                 let policy = Policy::load(&tcp.policy)?;
                 let auth = Arc::new(RemoteAuth::new(
@@ -584,11 +599,19 @@ fn bind_unix(path: &Path) -> Result<UnixListener, StartError> {
     Ok(listener)
 }
 
-async fn fetch_jwks(url: &str, timeout: Duration) -> Result<jsonwebtoken::jwk::JwkSet, JwksError> {
+async fn fetch_jwks(
+    source: &config::JwksUrl,
+    timeout: Duration,
+) -> Result<jsonwebtoken::jwk::JwkSet, JwksError> {
+    let url = source.url.as_str();
     let err = |reason: String| JwksError {
         source_name: url.to_string(),
         reason,
     };
+    if source.token_file.is_some() || source.ca_file.is_some() {
+        let body = jwks_http::fetch(source, timeout).await.map_err(err)?;
+        return parse_jwks(url, &body);
+    }
     let (base, path) = split_url(url).ok_or_else(|| err("not an http(s) URL".into()))?;
     let http = GitHubHttp::new(
         HttpSettings {

@@ -193,3 +193,42 @@ async fn a_stale_socket_is_replaced_but_another_file_in_the_way_is_refused() {
         "nothing stored is lost"
     );
 }
+
+#[tokio::test]
+async fn a_key_written_by_another_container_within_the_wait_is_used() {
+    let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
+    let pod = common::Pod::start(github, |env, dir| {
+        // The key volume is filled a second after the tokenator starts.
+        let late = dir.join("late/github-app.pem");
+        env.insert(
+            "GITHUB_APP_PRIVATE_KEY_PATH".into(),
+            late.display().to_string(),
+        );
+        env.insert("PENGUIN_TOKENATOR_KEY_WAIT_SECS".into(), "30".into());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(1));
+            std::fs::create_dir_all(late.parent().unwrap()).unwrap();
+            std::fs::copy(fixture("app-key.pem"), &late).unwrap();
+        });
+    })
+    .await;
+    pod.wait_ready().await;
+    assert!(pod.process.logs().contains("waiting for the App key file"));
+    assert!(pod.default_token().await.token.starts_with("ghs_"));
+}
+
+#[tokio::test]
+async fn a_key_that_never_comes_fails_after_the_wait_naming_the_path() {
+    let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = common::app_env(&github, dir.path());
+    let missing = dir.path().join("never/github-app.pem");
+    env.insert(
+        "GITHUB_APP_PRIVATE_KEY_PATH".into(),
+        missing.display().to_string(),
+    );
+    env.insert("PENGUIN_TOKENATOR_KEY_WAIT_SECS".into(), "1".into());
+    let (code, logs) = exit_of(&env, &[]).await;
+    assert_eq!(code, Some(64), "{logs}");
+    assert!(logs.contains(&missing.display().to_string()), "{logs}");
+}

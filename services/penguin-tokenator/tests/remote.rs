@@ -29,24 +29,9 @@ async fn remote_pod() -> (Pod, Channel) {
     let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
     let pod = Pod::start(github, |env, dir| {
         std::fs::write(dir.join("jwks.json"), jwks_json()).unwrap();
-        std::fs::write(dir.join("policy.yaml"), POLICY).unwrap();
+        let jwks = dir.join("jwks.json").display().to_string();
+        caller_auth_env(env, dir, ("PENGUIN_TOKENATOR_JWKS_FILE", jwks));
         let vars = [
-            (
-                "PENGUIN_TOKENATOR_JWKS_FILE",
-                dir.join("jwks.json").display().to_string(),
-            ),
-            (
-                "PENGUIN_TOKENATOR_JWT_ISSUER",
-                penguin_test_support::keys::SA_ISSUER.to_string(),
-            ),
-            (
-                "PENGUIN_TOKENATOR_JWT_AUDIENCE",
-                penguin_test_support::keys::SA_AUDIENCE.to_string(),
-            ),
-            (
-                "PENGUIN_TOKENATOR_POLICY_FILE",
-                dir.join("policy.yaml").display().to_string(),
-            ),
             (
                 "PENGUIN_TOKENATOR_TLS_CERT",
                 dir.join("tls-cert.pem").display().to_string(),
@@ -323,32 +308,40 @@ async fn serve_json(body: String) -> std::net::SocketAddr {
     addr
 }
 
+/// TCP callers checked with `jwks` (`PENGUIN_TOKENATOR_JWKS_FILE` or `_URL`
+/// and its value), the test issuer and audience, and [`POLICY`].
+fn caller_auth_env(env: &mut HashMap<String, String>, dir: &std::path::Path, jwks: (&str, String)) {
+    std::fs::write(dir.join("policy.yaml"), POLICY).unwrap();
+    let vars = [
+        (jwks.0, jwks.1),
+        (
+            "PENGUIN_TOKENATOR_JWT_ISSUER",
+            penguin_test_support::keys::SA_ISSUER.to_string(),
+        ),
+        (
+            "PENGUIN_TOKENATOR_JWT_AUDIENCE",
+            penguin_test_support::keys::SA_AUDIENCE.to_string(),
+        ),
+        (
+            "PENGUIN_TOKENATOR_POLICY_FILE",
+            dir.join("policy.yaml").display().to_string(),
+        ),
+    ];
+    env.extend(vars.into_iter().map(|(k, v)| (k.to_string(), v)));
+}
+
+/// A plaintext TCP listener whose callers are checked with the JWKS at `url`.
+fn jwks_url_env(env: &mut HashMap<String, String>, dir: &std::path::Path, url: String) {
+    caller_auth_env(env, dir, ("PENGUIN_TOKENATOR_JWKS_URL", url));
+    env.insert("PENGUIN_TOKENATOR_GRPC_PLAINTEXT".into(), "true".into());
+}
+
 #[tokio::test]
 async fn the_jwks_can_come_from_a_url() {
     let jwks = serve_json(jwks_json()).await;
     let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
     let pod = Pod::start(github, |env, dir| {
-        std::fs::write(dir.join("policy.yaml"), POLICY).unwrap();
-        let vars = [
-            (
-                "PENGUIN_TOKENATOR_JWKS_URL",
-                format!("http://{jwks}/openid/v1/jwks"),
-            ),
-            (
-                "PENGUIN_TOKENATOR_JWT_ISSUER",
-                penguin_test_support::keys::SA_ISSUER.to_string(),
-            ),
-            (
-                "PENGUIN_TOKENATOR_JWT_AUDIENCE",
-                penguin_test_support::keys::SA_AUDIENCE.to_string(),
-            ),
-            (
-                "PENGUIN_TOKENATOR_POLICY_FILE",
-                dir.join("policy.yaml").display().to_string(),
-            ),
-            ("PENGUIN_TOKENATOR_GRPC_PLAINTEXT", "true".to_string()),
-        ];
-        env.extend(vars.into_iter().map(|(k, v)| (k.to_string(), v)));
+        jwks_url_env(env, dir, format!("http://{jwks}/openid/v1/jwks"));
     })
     .await;
     let addr = pod
@@ -435,5 +428,129 @@ async fn a_renewed_tls_certificate_is_served_without_a_restart() {
     assert!(
         connect("tls-ca.pem").await.is_err(),
         "the old certificate is no longer served"
+    );
+}
+
+/// Serves `body` over TLS (the fixture `localhost` certificate) only to
+/// requests bearing `token`, as the Kubernetes API server serves its JWKS;
+/// counts the refusals.
+async fn serve_jwks_like_the_api_server(
+    body: String,
+    token: &'static str,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certs = CertificateDer::pem_file_iter(fixture("tls-cert.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(fixture("tls-key.pem")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = refused.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (acceptor, body, counter) = (acceptor.clone(), body.clone(), counter.clone());
+            tokio::spawn(async move {
+                let Ok(mut stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let mut request = vec![0u8; 8192];
+                let n = stream.read(&mut request).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&request[..n]).to_ascii_lowercase();
+                let answer = if request.contains(&format!("authorization: bearer {token}")) {
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                } else {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    "HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        .to_string()
+                };
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (addr, refused)
+}
+
+#[tokio::test]
+async fn the_clusters_jwks_is_fetched_with_its_ca_and_the_service_account_token() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (jwks, refused) = serve_jwks_like_the_api_server(jwks_json(), "sa-token-0123").await;
+    let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
+    let pod = Pod::start(github, |env, dir| {
+        jwks_url_env(
+            env,
+            dir,
+            format!("https://localhost:{}/openid/v1/jwks", jwks.port()),
+        );
+        std::fs::write(dir.join("sa-token"), "sa-token-0123\n").unwrap();
+        env.insert(
+            "PENGUIN_TOKENATOR_JWKS_TOKEN_FILE".into(),
+            dir.join("sa-token").display().to_string(),
+        );
+        env.insert(
+            "PENGUIN_TOKENATOR_JWKS_CA_FILE".into(),
+            fixture("tls-ca.pem").display().to_string(),
+        );
+    })
+    .await;
+    let addr = pod
+        .process
+        .bound_addr("gRPC listening on TCP")
+        .await
+        .unwrap_or_else(|| panic!("no TCP listener:\n{}", pod.process.logs()));
+    pod.wait_ready().await;
+    assert_eq!(refused.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let answer = TokenServiceClient::new(channel)
+        .get_token(with_jwt(
+            GetTokenRequest::default(),
+            &SaToken::valid("system:serviceaccount:agents:runner-1").sign(),
+        ))
+        .await
+        .expect("a JWT verified with the cluster's keys")
+        .into_inner();
+    assert!(pod.github.standin.is_token_live(&answer.token));
+    assert!(
+        !pod.process.logs().contains("sa-token-0123"),
+        "the SA token was logged"
+    );
+
+    // Without the CA the server's certificate is not trusted: start fails, saying why.
+    let mut env = pod.env.clone();
+    env.remove("PENGUIN_TOKENATOR_JWKS_CA_FILE");
+    let mut process = penguin_test_support::process::ServiceProcess::spawn(
+        std::path::Path::new(common::BIN),
+        &[],
+        &env,
+    )
+    .unwrap();
+    let code = process.wait_exit(Duration::from_secs(20)).await;
+    assert_ne!(code, Some(0), "{}", process.logs());
+    assert!(
+        process.logs().contains("openid/v1/jwks"),
+        "{}",
+        process.logs()
     );
 }

@@ -1,4 +1,8 @@
-//! The shutdown signal both services drain on (like linkerd's `linkerd-signal`).
+//! Process lifecycle shared by both services: the shutdown signal they drain
+//! on (like linkerd's `linkerd-signal`), and the probe behind their
+//! `healthcheck` subcommands (scratch images have no curl).
+
+pub mod probe;
 
 /// Resolves on SIGTERM (Kubernetes, `docker stop`) or Ctrl-C.
 pub async fn shutdown() {

@@ -97,35 +97,13 @@ struct Edit {
     content: String,
 }
 
-/// A token for git: contents and pull requests of this repository only.
-async fn git_token(state: &AppState, repository: &str) -> Result<String, String> {
-    let socket = state
-        .settings
-        .tokenator_socket
-        .as_deref()
-        .ok_or("PENGUIN_TOKENATOR_SOCKET is not set")?;
-    let permissions = [("contents", "write"), ("pull_requests", "write")]
-        .map(|(k, v)| (k.to_string(), v.to_string()));
-    let answer = super::client::scoped_token(socket, repository, &permissions)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(answer.token)
-}
-
-/// git2 remote callbacks that fetch a fresh token for every authentication.
-fn callbacks(
-    state: AppState,
-    repository: String,
-    handle: tokio::runtime::Handle,
-) -> git2::RemoteCallbacks<'static> {
-    let mut callbacks = git2::RemoteCallbacks::new();
-    callbacks.credentials(move |_, _, _| {
-        let token = handle
-            .block_on(git_token(&state, &repository))
-            .map_err(|e| git2::Error::from_str(&format!("no token from the tokenator: {e}")))?;
-        git2::Cred::userpass_plaintext("x-access-token", &token)
-    });
-    callbacks
+/// Where this server's git tokens come from.
+fn git_auth(state: &AppState) -> super::git_auth::GitAuth {
+    super::git_auth::GitAuth::new(
+        state.settings.tokenator_socket.clone(),
+        state.settings.git_credentials_path.clone(),
+        &state.settings.github_server_url,
+    )
 }
 
 fn slug(text: &str) -> String {
@@ -191,8 +169,8 @@ pub async fn fix_tests(
     });
     pre_hooks(config, HookEvent::BranchCreate, &hook_context).await?;
     // Clone the base branch and create the work branch.
-    let (clone_state, repo_name, base, dir, new_branch) = (
-        state.clone(),
+    let (auth, repo_name, base, dir, new_branch) = (
+        git_auth(state),
         request.repository.to_string(),
         request.base_ref.to_string(),
         work.clone(),
@@ -201,7 +179,7 @@ pub async fn fix_tests(
     let clone_handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || -> Result<(), String> {
         let mut fetch = git2::FetchOptions::new();
-        fetch.remote_callbacks(callbacks(clone_state, repo_name, clone_handle));
+        fetch.remote_callbacks(auth.callbacks(&repo_name, clone_handle));
         let repo = git2::build::RepoBuilder::new()
             .branch(&base)
             .fetch_options(fetch)
@@ -387,8 +365,8 @@ async fn commit_and_push(
     post_hooks(config, HookEvent::CommitCreate, hook_context, warnings).await;
 
     pre_hooks(config, HookEvent::Push, hook_context).await?;
-    let (push_state, repo_name, dir, push_branch) = (
-        state.clone(),
+    let (auth, repo_name, dir, push_branch) = (
+        git_auth(state),
         request.repository.to_string(),
         work.to_path_buf(),
         branch.to_string(),
@@ -397,7 +375,7 @@ async fn commit_and_push(
     tokio::task::spawn_blocking(move || -> Result<(), String> {
         let repo = git2::Repository::open(&dir).map_err(|e| e.message().to_string())?;
         let mut push = git2::PushOptions::new();
-        push.remote_callbacks(callbacks(push_state, repo_name, handle));
+        push.remote_callbacks(auth.callbacks(&repo_name, handle));
         let mut remote = repo
             .find_remote("origin")
             .map_err(|e| e.message().to_string())?;

@@ -13,6 +13,7 @@ pub mod access;
 pub mod client;
 pub mod commands;
 pub mod fix;
+pub mod git_auth;
 pub mod git_data;
 pub mod repo_config;
 pub mod webhook;

@@ -80,6 +80,9 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .layer(DefaultBodyLimit::max(crate::github::webhook::MAX_BODY)),
         )
         .route("/metrics", get(metrics))
+        // Liveness: 200 while the process serves, even when degraded (a
+        // restart would not bring the storage or the tokenator back).
+        .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/v1/chat/stream", get(chat::stream))
         .route("/api/v1/tasks/stream", get(tasks::stream));
     let mut openapi = openapi;

@@ -1,0 +1,115 @@
+//! `penguin-api self-test` and `penguin-api healthcheck`: the subcommands
+//! the scratch image relies on, since it has no shell, git or curl.
+
+mod common;
+#[path = "../../../tests/e2e/tests/common/mod.rs"]
+mod pod;
+
+use penguin_test_support::{process::ServiceProcess, GitHub, OWNER, REPO};
+use serde_json::Value;
+use std::{collections::HashMap, path::Path, time::Duration};
+
+/// Runs `penguin-api <args>` to completion: (exit code, stdout JSON lines, logs).
+async fn run(args: &[&str], env: &HashMap<String, String>) -> (Option<i32>, Vec<Value>, String) {
+    let mut process = ServiceProcess::spawn(Path::new(common::BIN), args, env).unwrap();
+    let code = process.wait_exit(Duration::from_secs(120)).await;
+    let logs = process.logs();
+    let lines = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("push").is_some())
+        .collect();
+    (code, lines, logs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_test_pushes_across_token_rotations_and_falls_back_to_the_credentials_file() {
+    common::install_crypto();
+    // Tokens live three seconds: four pushes two seconds apart span rotations.
+    let github = GitHub::start(Duration::from_secs(3)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    pod::start_tokenator(&github, dir.path(), &run_dir).await;
+    let mut env = common::env(dir.path(), None);
+    for (key, value) in [
+        (
+            "PENGUIN_TOKENATOR_SOCKET",
+            run_dir.join("tokenator.sock").display().to_string(),
+        ),
+        (
+            "PENGUIN_GIT_CREDENTIALS_PATH",
+            run_dir.join("git-credentials").display().to_string(),
+        ),
+        ("GITHUB_API_URL", github.url()),
+        ("GITHUB_SERVER_URL", github.url()),
+        ("GITHUB_REPOSITORY", format!("{OWNER}/{REPO}")),
+    ] {
+        env.insert(key.into(), value);
+    }
+    let (code, pushes, logs) = run(
+        &["self-test", "--pushes", "4", "--interval-secs", "2"],
+        &env,
+    )
+    .await;
+    assert_eq!(code, Some(0), "{logs}");
+    assert_eq!(pushes.len(), 4, "{logs}");
+    assert!(pushes
+        .iter()
+        .all(|p| p["ok"] == true && p["credentials"] == "tokenator"));
+    assert_eq!(github.standin.git_auth_failures(), 0);
+    let tokens = github.standin.tokens_issued();
+    assert!(tokens.len() >= 3, "{} tokens minted", tokens.len());
+    for token in &tokens {
+        assert!(!logs.contains(token.as_str()), "a token was printed");
+    }
+
+    // The tokenator gone: the credentials file's token still pushes.
+    env.insert(
+        "PENGUIN_TOKENATOR_SOCKET".into(),
+        dir.path().join("gone.sock").display().to_string(),
+    );
+    let (code, pushes, logs) = run(&["self-test", "--pushes", "1"], &env).await;
+    assert_eq!(code, Some(0), "{logs}");
+    assert_eq!(pushes[0]["credentials"], "credentials-file", "{logs}");
+    assert_eq!(github.standin.git_pushes(), 5, "every push landed");
+    let bare = github
+        .dir
+        .path()
+        .join("git")
+        .join(OWNER)
+        .join(format!("{REPO}.git"));
+    let head = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(&bare)
+        .args(["log", "-1", "--format=%s", "penguin/self-test"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&head.stdout).trim(),
+        "penguin self-test push 1"
+    );
+
+    // Neither source: it fails and says why, without a token in sight.
+    env.insert(
+        "PENGUIN_GIT_CREDENTIALS_PATH".into(),
+        dir.path().join("none").display().to_string(),
+    );
+    let (code, _, logs) = run(&["self-test", "--pushes", "1"], &env).await;
+    assert_eq!(code, Some(1), "{logs}");
+    assert!(logs.contains("credentials file"), "{logs}");
+}
+
+#[tokio::test]
+async fn healthcheck_is_zero_only_while_the_api_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = common::Api::start(common::env(dir.path(), None)).await;
+    let mut env = api.env.clone();
+    env.insert("PORT".into(), api.addr.port().to_string());
+    let (code, _, logs) = run(&["healthcheck"], &env).await;
+    assert_eq!(code, Some(0), "{logs}");
+    let (status, _) = api.get("/healthz").await;
+    assert_eq!(status, 200, "liveness needs no key");
+    api.stop().await;
+    let (code, _, _) = run(&["healthcheck"], &env).await;
+    assert_eq!(code, Some(1));
+}
