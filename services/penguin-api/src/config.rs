@@ -175,9 +175,25 @@ pub struct Settings {
 impl Cli {
     /// Validates; errors name the variable.
     pub fn validate(&self) -> Result<Settings, ConfigError> {
-        let api_keys: Vec<String> = self
-            .api_keys
+        // PENGUIN_API_KEYS, or a file of keys (comma- or line-separated)
+        // named by PENGUIN_API_KEYS_FILE.
+        let from_file = if self.api_keys.iter().all(|k| k.trim().is_empty()) {
+            penguin_config::secret_var("PENGUIN_API_KEYS")
+                .map_err(|e| ConfigError::invalid("PENGUIN_API_KEYS_FILE", e))?
+        } else if std::env::var_os("PENGUIN_API_KEYS_FILE").is_some() {
+            return Err(ConfigError::Conflict {
+                var: "PENGUIN_API_KEYS",
+                other: "PENGUIN_API_KEYS_FILE",
+                why: "give the keys one way".into(),
+            });
+        } else {
+            None
+        };
+        let api_keys: Vec<String> = from_file
             .iter()
+            .flat_map(|text| text.split([',', '\n']))
+            .map(str::to_string)
+            .chain(self.api_keys.iter().cloned())
             .map(|k| k.trim().to_string())
             .filter(|k| !k.is_empty())
             .collect();

@@ -50,6 +50,9 @@ pub enum BuildError {
     /// The server's config file's `github`/`hooks` sections are invalid.
     #[error("PENGUIN_CONFIG_PATH: {0}")]
     BotConfig(#[from] penguin_bot::config::ConfigError),
+    /// A secret's variable or file could not be used.
+    #[error("{0}")]
+    Secret(String),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -63,7 +66,10 @@ pub enum BuildError {
 impl BuildError {
     /// True when an operator-supplied setting is at fault (exit 64).
     pub fn is_config(&self) -> bool {
-        matches!(self, BuildError::Policy(_) | BuildError::BotConfig(_))
+        matches!(
+            self,
+            BuildError::Policy(_) | BuildError::BotConfig(_) | BuildError::Secret(_)
+        )
     }
 }
 
@@ -114,10 +120,17 @@ impl Api {
             &settings.config_path,
         )?);
         let bot_config = watcher.current();
-        let secrets = bot_config
-            .github
-            .webhook
-            .secrets(|name| std::env::var(name).ok());
+        // Each secret from its variable or from the file `<variable>_FILE` names.
+        let unreadable = std::cell::RefCell::new(None);
+        let secrets = bot_config.github.webhook.secrets(|name| {
+            penguin_config::secret_var(name)
+                .map_err(|e| *unreadable.borrow_mut() = Some(e))
+                .ok()
+                .flatten()
+        });
+        if let Some(reason) = unreadable.into_inner() {
+            return Err(BuildError::Secret(reason));
+        }
         for secret in &secrets {
             penguin_telemetry::register_secret(&String::from_utf8_lossy(secret));
         }

@@ -226,3 +226,71 @@ async fn a_delivery_acknowledged_before_a_crash_is_processed_after_restart() {
     let (status, _) = deliver(&api, "ping", Some("crash-1"), body, SECRET).await;
     assert_eq!(status, 409);
 }
+
+#[tokio::test]
+async fn secrets_can_come_from_files_instead_of_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("webhook"), "file-webhook-secret-0123\n").unwrap();
+    std::fs::write(
+        secrets.join("api-keys"),
+        "file-key-0123456789abcdef\nsecond-key-0123456789abc\n",
+    )
+    .unwrap();
+    let mut env = common::env(dir.path(), None);
+    env.remove("PENGUIN_API_KEYS");
+    env.insert(
+        "PENGUIN_API_KEYS_FILE".into(),
+        secrets.join("api-keys").display().to_string(),
+    );
+    env.insert(
+        "GITHUB_WEBHOOK_SECRET_FILE".into(),
+        secrets.join("webhook").display().to_string(),
+    );
+    let api = Api::start(env.clone()).await;
+    // Both keys from the file work; the one in the environment is gone.
+    for key in ["file-key-0123456789abcdef", "second-key-0123456789abc"] {
+        let status = api
+            .http
+            .get(api.url("/api/v1/system/info"))
+            .header("X-API-Key", key)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200, "{key}");
+    }
+    let (status, _) = api.get("/api/v1/system/info").await;
+    assert_eq!(status, 401);
+    // Deliveries are verified with the file's secret.
+    let body = br#"{"zen":"Files, not environment.","hook_id":3}"#;
+    let (status, _) = deliver(&api, "ping", Some("f-1"), body, "file-webhook-secret-0123").await;
+    assert_eq!(status, 200);
+    let (status, _) = deliver(&api, "ping", Some("f-2"), body, SECRET).await;
+    assert_eq!(status, 401);
+    drop(api);
+
+    // Both ways at once, or an unreadable file: exit 64 naming the variable.
+    for (var, value) in [
+        ("GITHUB_WEBHOOK_SECRET", "also-in-env-0123"),
+        ("GITHUB_WEBHOOK_SECRET_FILE", "/nonexistent/webhook"),
+    ] {
+        let mut bad = env.clone();
+        bad.insert(var.into(), value.into());
+        let mut process = penguin_test_support::process::ServiceProcess::spawn(
+            std::path::Path::new(common::BIN),
+            &[],
+            &bad,
+        )
+        .unwrap();
+        let code = process.wait_exit(Duration::from_secs(20)).await;
+        let logs = process.logs();
+        assert_eq!(code, Some(64), "{var}: {logs}");
+        assert!(logs.contains("GITHUB_WEBHOOK_SECRET_FILE"), "{logs}");
+        assert!(
+            !logs.contains("file-webhook-secret-0123"),
+            "the secret was printed"
+        );
+    }
+}

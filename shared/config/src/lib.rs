@@ -176,3 +176,67 @@ mod tests {
             .contains("GITHUB_REPOSITORY"));
     }
 }
+
+/// The value of the secret variable `name`, or the content of the file that
+/// `<name>_FILE` names. Kubernetes and compose mount secrets as files, and
+/// a file, unlike the environment, is not inherited by child processes or
+/// readable from `/proc/<pid>/environ`. Setting both is an error, and so is
+/// an unreadable file; the message names the variable and the path, never
+/// the content. Trailing newlines are dropped. `None` when neither is set.
+pub fn secret_var(name: &str) -> Result<Option<String>, String> {
+    secret_var_with(name, |var| std::env::var(var).ok())
+}
+
+/// [`secret_var`] with the environment given as a lookup (for tests).
+pub fn secret_var_with(
+    name: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<String>, String> {
+    let file_var = format!("{name}_FILE");
+    match (env(name).filter(|v| !v.is_empty()), env(&file_var)) {
+        (Some(_), Some(_)) => Err(format!(
+            "{name} and {file_var} are both set: give the secret one way"
+        )),
+        (Some(value), None) => Ok(Some(value)),
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map(|text| Some(text.trim_end_matches(['\n', '\r']).to_string()))
+            .map_err(|e| format!("{file_var}: cannot read {path}: {e}")),
+        (None, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn a_secret_comes_from_the_variable_or_its_file_never_both() {
+        let dir = std::env::temp_dir().join(format!("penguin-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("secret");
+        std::fs::write(&file, "s3cret-from-file\n").unwrap();
+        let env = |pairs: &[(&str, &str)]| {
+            let map: HashMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            move |k: &str| map.get(k).cloned()
+        };
+        let path = file.display().to_string();
+        assert_eq!(
+            secret_var_with("S", env(&[("S", "plain")])).unwrap(),
+            Some("plain".into())
+        );
+        assert_eq!(
+            secret_var_with("S", env(&[("S_FILE", &path)])).unwrap(),
+            Some("s3cret-from-file".into())
+        );
+        assert_eq!(secret_var_with("S", env(&[])).unwrap(), None);
+        let both = secret_var_with("S", env(&[("S", "x"), ("S_FILE", &path)])).unwrap_err();
+        assert!(both.contains("S_FILE"), "{both}");
+        let missing = secret_var_with("S", env(&[("S_FILE", "/nonexistent/secret")])).unwrap_err();
+        assert!(missing.contains("/nonexistent/secret") && missing.contains("S_FILE"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

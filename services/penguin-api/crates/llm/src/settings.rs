@@ -51,8 +51,21 @@ impl LlmSettings {
     }
 
     /// Reads the settings from the process environment; see [`LlmSettings::from_vars`].
+    /// Each key may also come from the file `<variable>_FILE` names.
     pub fn from_env() -> Result<Option<LlmSettings>, String> {
-        Self::from_vars(|name| std::env::var(name).ok())
+        for name in [
+            "PENGUIN_LLM_API_KEY",
+            "OPENAI_API_KEY",
+            "OPENROUTER_API_KEY",
+        ] {
+            penguin_config::secret_var(name)?;
+        }
+        Self::from_vars(|name| match name {
+            "PENGUIN_LLM_API_KEY" | "OPENAI_API_KEY" | "OPENROUTER_API_KEY" => {
+                penguin_config::secret_var(name).ok().flatten()
+            }
+            _ => std::env::var(name).ok(),
+        })
     }
 
     /// Reads the settings through `var` (a variable's value, `None` when unset):
