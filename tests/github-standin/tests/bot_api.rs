@@ -2,6 +2,7 @@
 //! pull requests, files, reviews and collaborator permissions. Every object is parsed with
 //! octocrab's model.
 
+#[macro_use]
 mod common;
 
 use std::path::Path;
@@ -13,30 +14,6 @@ use serde_json::{json, Value};
 
 const REPO: &str = "/repos/octo-org/hello-world";
 const BOT: &str = "penguin-agent[bot]";
-
-/// Sends `body` as JSON with an installation token.
-async fn call(base: &str, method: Method, path: &str, token: &str, body: Option<Value>) -> Resp {
-    let body = body.map(|b| b.to_string());
-    send(
-        base,
-        method,
-        path,
-        Some(&token_auth(token)),
-        body.as_deref(),
-    )
-    .await
-}
-
-/// Parses a JSON value with an octocrab model, showing the JSON on failure.
-macro_rules! parse {
-    ($t:ty, $v:expr) => {{
-        let v: &Value = $v;
-        match serde_json::from_value::<$t>(v.clone()) {
-            Ok(t) => t,
-            Err(e) => panic!("{} does not parse: {e}\n{v:#}", stringify!($t)),
-        }
-    }};
-}
 
 /// The `rel` → URL pairs of a `Link` header.
 fn links(resp: &Resp) -> Vec<(String, String)> {

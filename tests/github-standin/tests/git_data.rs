@@ -2,6 +2,7 @@
 //! repositories, and team memberships. Objects are parsed with octocrab's models, and what the
 //! API creates is checked with a real `git clone`.
 
+#[macro_use]
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -19,30 +20,6 @@ const REPO: &str = "/repos/octo-org/hello-world";
 const BOT: &str = "penguin-agent[bot]";
 /// `<bot user id>+<slug>[bot]@users.noreply.github.com`; the bot user ID is 900000 + App ID.
 const BOT_EMAIL: &str = "904242+penguin-agent[bot]@users.noreply.github.com";
-
-/// Sends `body` as JSON with an installation token.
-async fn call(base: &str, method: Method, path: &str, token: &str, body: Option<Value>) -> Resp {
-    let body = body.map(|b| b.to_string());
-    send(
-        base,
-        method,
-        path,
-        Some(&token_auth(token)),
-        body.as_deref(),
-    )
-    .await
-}
-
-/// Parses a JSON value with an octocrab model, showing the JSON on failure.
-macro_rules! parse {
-    ($t:ty, $v:expr) => {{
-        let v: &Value = $v;
-        match serde_json::from_value::<$t>(v.clone()) {
-            Ok(t) => t,
-            Err(e) => panic!("{} does not parse: {e}\n{v:#}", stringify!($t)),
-        }
-    }};
-}
 
 /// Runs git with a clean environment in `dir`; panics unless it succeeds; returns stdout.
 async fn git(dir: &Path, args: &[&str]) -> String {

@@ -159,3 +159,34 @@ pub async fn mint_token(base: &str, body: Option<&str>) -> String {
         .unwrap()
         .to_string()
 }
+
+/// Sends `body` as JSON with an installation token.
+pub async fn call(
+    base: &str,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Resp {
+    let body = body.map(|b| b.to_string());
+    send(
+        base,
+        method,
+        path,
+        Some(&token_auth(token)),
+        body.as_deref(),
+    )
+    .await
+}
+
+/// Parses a JSON value with an octocrab model, showing the JSON on failure.
+#[allow(unused_macros)]
+macro_rules! parse {
+    ($t:ty, $v:expr) => {{
+        let v: &Value = $v;
+        match serde_json::from_value::<$t>(v.clone()) {
+            Ok(t) => t,
+            Err(e) => panic!("{} does not parse: {e}\n{v:#}", stringify!($t)),
+        }
+    }};
+}
