@@ -32,11 +32,7 @@ pub async fn run(
         .github_repository
         .clone()
         .ok_or(SelfTestError::NoRepository)?;
-    let auth = GitAuth::new(
-        settings.tokenator_socket.clone(),
-        settings.git_credentials_path.clone(),
-        &settings.github_server_url,
-    );
+    let auth = GitAuth::from_settings(settings);
     let url = format!(
         "{}/{repository}.git",
         settings.github_server_url.trim_end_matches('/')
@@ -117,24 +113,13 @@ fn push(
     index
         .add_path(Path::new("penguin-self-test.txt"))
         .map_err(|e| e.message().to_string())?;
-    index.write().map_err(|e| e.message().to_string())?;
-    let tree = repo
-        .find_tree(index.write_tree().map_err(|e| e.message().to_string())?)
-        .map_err(|e| e.message().to_string())?;
-    let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
-    let signature = git2::Signature::now("penguin self-test", "self-test@penguin.invalid")
-        .map_err(|e| e.message().to_string())?;
-    let parents: Vec<&git2::Commit> = parent.iter().collect();
-    let oid = repo
-        .commit(
-            Some("HEAD"),
-            &signature,
-            &signature,
-            &format!("penguin self-test push {round}"),
-            &tree,
-            &parents,
-        )
-        .map_err(|e| e.message().to_string())?;
+    let sha = crate::github::git_commit::commit_staged(
+        &repo,
+        &mut index,
+        "penguin self-test",
+        "self-test@penguin.invalid",
+        &format!("penguin self-test push {round}"),
+    )?;
     let head = repo
         .head()
         .ok()
@@ -150,5 +135,5 @@ fn push(
             )
         })
         .map_err(|e| format!("push failed: {}", e.message()))?;
-    Ok(oid.to_string())
+    Ok(sha)
 }

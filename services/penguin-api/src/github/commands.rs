@@ -374,7 +374,12 @@ async fn on_mention(state: &AppState, delivery: &Delivery, m: Mention) -> Result
     .map_err(|e| e.to_string())?;
     let result = match repo_config::narrowed(&client, &config).await {
         Ok(config) => run_mention(state, &config, delivery, &m, command, &client).await,
-        Err(e) => refuse(&client, &m, &e.to_string()).await,
+        Err(e) => {
+            let reason = e.to_string();
+            refuse(&client, &m, &reason)
+                .await
+                .map(|()| Outcome::Done(format!("denied: {reason}")))
+        }
     };
     finish(state, client).await;
     result
@@ -389,7 +394,7 @@ async fn finish(state: &AppState, client: RepoClient) {
 }
 
 /// Tells the commenter why nothing will happen.
-async fn refuse(client: &RepoClient, m: &Mention, reason: &str) -> Result<Outcome, String> {
+async fn refuse(client: &RepoClient, m: &Mention, reason: &str) -> Result<(), String> {
     let crab = client.crab().await.map_err(|e| e.to_string())?;
     crab.issues(&client.owner, &client.repo)
         .create_comment(
@@ -398,7 +403,7 @@ async fn refuse(client: &RepoClient, m: &Mention, reason: &str) -> Result<Outcom
         )
         .await
         .map_err(|e| e.to_string())?;
-    Ok(Outcome::Done(format!("denied: {reason}")))
+    Ok(())
 }
 
 async fn run_mention(
@@ -466,7 +471,10 @@ async fn run_mention(
     match decision {
         Decision::Allow => {}
         Decision::Ignore(reason) => return Ok(Outcome::Ignored(reason)),
-        Decision::Deny(reason) => return refuse(client, m, &reason).await,
+        Decision::Deny(reason) => {
+            refuse(client, m, &reason).await?;
+            return Ok(Outcome::Done(format!("denied: {reason}")));
+        }
         Decision::NeedsLabel(label) => {
             let body = format!(
                 "@{} this needs the opt-in label `{label}` on this issue or pull request before I may write anything.",
@@ -508,13 +516,7 @@ async fn run_mention(
     if command.writes() {
         match super::fix::policy_allows_fix(&state.policy) {
             Err(reason) => {
-                issues
-                    .create_comment(
-                        m.number,
-                        format!("@{} I can't do that here: {reason}", m.login),
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?;
+                refuse(client, m, &reason).await?;
                 return Ok(Outcome::Done(format!("denied by policy: {reason}")));
             }
             Ok(false) => {

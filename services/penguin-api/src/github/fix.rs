@@ -7,7 +7,7 @@
 //! Every git network operation asks the tokenator for a fresh token, so a
 //! rotation between two pushes is invisible; tokens never touch the disk.
 
-use super::client::bot_identity;
+use super::{client::bot_identity, git_auth::GitAuth};
 use crate::state::AppState;
 use penguin_agent::{runner::CommandRunner, Capability, Decision, DockerRunner, LocalRunner};
 use penguin_bot::config::{HookEvent, ServerConfig};
@@ -97,15 +97,6 @@ struct Edit {
     content: String,
 }
 
-/// Where this server's git tokens come from.
-fn git_auth(state: &AppState) -> super::git_auth::GitAuth {
-    super::git_auth::GitAuth::new(
-        state.settings.tokenator_socket.clone(),
-        state.settings.git_credentials_path.clone(),
-        &state.settings.github_server_url,
-    )
-}
-
 fn slug(text: &str) -> String {
     let slug: String = text
         .chars()
@@ -170,7 +161,7 @@ pub async fn fix_tests(
     pre_hooks(config, HookEvent::BranchCreate, &hook_context).await?;
     // Clone the base branch and create the work branch.
     let (auth, repo_name, base, dir, new_branch) = (
-        git_auth(state),
+        GitAuth::from_settings(&state.settings),
         request.repository.to_string(),
         request.base_ref.to_string(),
         work.clone(),
@@ -337,27 +328,7 @@ async fn commit_and_push(
         index
             .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
             .map_err(|e| e.message().to_string())?;
-        index.write().map_err(|e| e.message().to_string())?;
-        let tree = repo
-            .find_tree(index.write_tree().map_err(|e| e.message().to_string())?)
-            .map_err(|e| e.message().to_string())?;
-        let parent = repo
-            .head()
-            .and_then(|h| h.peel_to_commit())
-            .map_err(|e| e.message().to_string())?;
-        let signature =
-            git2::Signature::now(&bot.login, &bot.email).map_err(|e| e.message().to_string())?;
-        let oid = repo
-            .commit(
-                Some("HEAD"),
-                &signature,
-                &signature,
-                &message,
-                &tree,
-                &[&parent],
-            )
-            .map_err(|e| e.message().to_string())?;
-        Ok(oid.to_string())
+        super::git_commit::commit_staged(&repo, &mut index, &bot.login, &bot.email, &message)
     })
     .await
     .map_err(|e| e.to_string())??;
@@ -366,7 +337,7 @@ async fn commit_and_push(
 
     pre_hooks(config, HookEvent::Push, hook_context).await?;
     let (auth, repo_name, dir, push_branch) = (
-        git_auth(state),
+        GitAuth::from_settings(&state.settings),
         request.repository.to_string(),
         work.to_path_buf(),
         branch.to_string(),

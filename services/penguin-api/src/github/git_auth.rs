@@ -60,6 +60,16 @@ impl GitAuth {
         }
     }
 
+    /// This server's sources: the tokenator's socket and the shared
+    /// credentials file, for git on `GITHUB_SERVER_URL`.
+    pub fn from_settings(settings: &crate::config::Settings) -> GitAuth {
+        GitAuth::new(
+            settings.tokenator_socket.clone(),
+            settings.git_credentials_path.clone(),
+            &settings.github_server_url,
+        )
+    }
+
     /// A token for pushing to `repository` (`owner/name`), and its source.
     pub async fn token(&self, repository: &str) -> Result<(String, TokenSource), NoToken> {
         let tokenator = match &self.socket {

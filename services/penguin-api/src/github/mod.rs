@@ -14,6 +14,7 @@ pub mod client;
 pub mod commands;
 pub mod fix;
 pub mod git_auth;
+pub mod git_commit;
 pub mod git_data;
 pub mod repo_config;
 pub mod webhook;
