@@ -121,16 +121,13 @@ impl Api {
         )?);
         let bot_config = watcher.current();
         // Each secret from its variable or from the file `<variable>_FILE` names.
-        let unreadable = std::cell::RefCell::new(None);
-        let secrets = bot_config.github.webhook.secrets(|name| {
-            penguin_config::secret_var(name)
-                .map_err(|e| *unreadable.borrow_mut() = Some(e))
-                .ok()
-                .flatten()
-        });
-        if let Some(reason) = unreadable.into_inner() {
-            return Err(BuildError::Secret(reason));
+        let webhook = &bot_config.github.webhook;
+        let mut values = std::collections::HashMap::new();
+        for name in [&webhook.secret_env, &webhook.previous_secret_env] {
+            let value = penguin_config::secret_var(name).map_err(BuildError::Secret)?;
+            values.insert(name.as_str(), value);
         }
+        let secrets = webhook.secrets(|name| values.get(name).cloned().flatten());
         for secret in &secrets {
             penguin_telemetry::register_secret(&String::from_utf8_lossy(secret));
         }

@@ -53,18 +53,17 @@ impl LlmSettings {
     /// Reads the settings from the process environment; see [`LlmSettings::from_vars`].
     /// Each key may also come from the file `<variable>_FILE` names.
     pub fn from_env() -> Result<Option<LlmSettings>, String> {
+        let mut keys = Vec::new();
         for name in [
             "PENGUIN_LLM_API_KEY",
             "OPENAI_API_KEY",
             "OPENROUTER_API_KEY",
         ] {
-            penguin_config::secret_var(name)?;
+            keys.push((name, penguin_config::secret_var(name)?));
         }
-        Self::from_vars(|name| match name {
-            "PENGUIN_LLM_API_KEY" | "OPENAI_API_KEY" | "OPENROUTER_API_KEY" => {
-                penguin_config::secret_var(name).ok().flatten()
-            }
-            _ => std::env::var(name).ok(),
+        Self::from_vars(|name| match keys.iter().find(|(key, _)| *key == name) {
+            Some((_, value)) => value.clone(),
+            None => std::env::var(name).ok(),
         })
     }
 
