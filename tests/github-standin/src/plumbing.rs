@@ -7,7 +7,7 @@
 //! taken as an option. git runs without the caller's git environment or global configuration.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use http::StatusCode;
@@ -183,6 +183,11 @@ impl Bare {
                 .join(&repo.owner)
                 .join(format!("{}.git", repo.name)),
         }
+    }
+
+    /// The bare repository's directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
     }
 
     /// Whether the bare repository was created.

@@ -573,22 +573,11 @@ async fn branch_sha(shared: &Shared, repo: &RepoInfo, branch: &str) -> Option<St
     if !valid_branch(branch) {
         return None;
     }
-    let dir = shared
-        .git_root
-        .join(&repo.owner)
-        .join(format!("{}.git", repo.name));
-    let out = tokio::process::Command::new("git")
-        .arg("--git-dir")
-        .arg(&dir)
-        .args(["rev-parse", "--verify", "--quiet"])
-        .arg(format!("refs/heads/{branch}^{{commit}}"))
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .output()
+    crate::plumbing::Bare::of(shared, repo)
+        .rev_parse(&format!("refs/heads/{branch}^{{commit}}"))
         .await
-        .ok()?;
-    let sha = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (out.status.success() && !sha.is_empty()).then_some(sha)
+        .ok()
+        .flatten()
 }
 
 /// Blocking variant of [`branch_sha`], for the test-setup API.
@@ -600,16 +589,13 @@ pub(crate) fn branch_sha_blocking(
     if !valid_branch(branch) {
         return None;
     }
-    let dir = shared
-        .git_root
-        .join(&repo.owner)
-        .join(format!("{}.git", repo.name));
-    if !dir.join("HEAD").exists() {
+    let bare = crate::plumbing::Bare::of(shared, repo);
+    if !bare.exists() {
         return None;
     }
     let out = std::process::Command::new("git")
         .arg("--git-dir")
-        .arg(&dir)
+        .arg(bare.path())
         .args(["rev-parse", "--verify", "--quiet"])
         .arg(format!("refs/heads/{branch}^{{commit}}"))
         .env_remove("GIT_DIR")
