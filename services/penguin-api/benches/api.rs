@@ -59,19 +59,7 @@ async fn load(
             latencies
         }));
     }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    all.sort();
-    let pct =
-        |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)].as_secs_f64() * 1e3;
-    (
-        all.len() as f64 / started.elapsed().as_secs_f64(),
-        pct(0.5),
-        pct(0.99),
-        all.len(),
-    )
+    common::load_summary(tasks, started).await
 }
 
 #[tokio::main]

@@ -152,3 +152,24 @@ pub fn error_of(body: &Value) -> &Value {
     assert!(error.get("suggested_action").is_some(), "{body}");
     error
 }
+
+/// What closed-loop load callers measured, started at `started`: requests
+/// per second, p50 and p99 in milliseconds, and the number of requests.
+pub async fn load_summary(
+    tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>,
+    started: std::time::Instant,
+) -> (f64, f64, f64, usize) {
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    let pct =
+        |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)].as_secs_f64() * 1e3;
+    (
+        all.len() as f64 / started.elapsed().as_secs_f64(),
+        pct(0.5),
+        pct(0.99),
+        all.len(),
+    )
+}
