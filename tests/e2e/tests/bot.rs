@@ -130,11 +130,17 @@ async fn pod_with(config: Option<&str>, token_ttl: Duration) -> Pod {
 }
 
 impl Pod {
+    /// Posts an `issue_comment` delivery signed with the webhook secret; the status.
     async fn deliver(&self, id: &str, payload: &Value) -> u16 {
+        self.deliver_event("issue_comment", id, payload).await
+    }
+
+    /// Posts an `event` delivery signed with the webhook secret; the status.
+    async fn deliver_event(&self, event: &str, id: &str, payload: &Value) -> u16 {
         let body = serde_json::to_vec(payload).unwrap();
         self.http
             .post(format!("{}/api/v1/integrations/github/webhook", self.base))
-            .header("X-GitHub-Event", "issue_comment")
+            .header("X-GitHub-Event", event)
             .header("X-GitHub-Delivery", id)
             .header(
                 "X-Hub-Signature-256",
@@ -480,22 +486,11 @@ async fn review_comments_and_review_bodies_trigger_too() {
     let mut comment = retarget(example("pull_request_review_comment", "created"), "comment");
     comment["comment"]["id"] = json!(77001);
     comment["comment"]["body"] = json!("@Penguin is this guard enough?");
-    let body = serde_json::to_vec(&comment).unwrap();
-    let status = pod
-        .http
-        .post(format!("{}/api/v1/integrations/github/webhook", pod.base))
-        .header("X-GitHub-Event", "pull_request_review_comment")
-        .header("X-GitHub-Delivery", "rc-1")
-        .header(
-            "X-Hub-Signature-256",
-            penguin_bot::signature::sign(SECRET.as_bytes(), &body),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
+    assert_eq!(
+        pod.deliver_event("pull_request_review_comment", "rc-1", &comment)
+            .await,
+        200
+    );
     pod.wait_for("the answer to the review comment", |g| {
         g.standin
             .comments(OWNER, REPO, 2)
@@ -517,22 +512,11 @@ async fn review_comments_and_review_bodies_trigger_too() {
     let mut review = retarget(example("pull_request_review", "submitted"), "review");
     review["review"]["id"] = json!(88001);
     review["review"]["body"] = json!("Looks close. @Penguin plan the follow-up");
-    let body = serde_json::to_vec(&review).unwrap();
-    let status = pod
-        .http
-        .post(format!("{}/api/v1/integrations/github/webhook", pod.base))
-        .header("X-GitHub-Event", "pull_request_review")
-        .header("X-GitHub-Delivery", "rv-1")
-        .header(
-            "X-Hub-Signature-256",
-            penguin_bot::signature::sign(SECRET.as_bytes(), &body),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
+    assert_eq!(
+        pod.deliver_event("pull_request_review", "rv-1", &review)
+            .await,
+        200
+    );
     pod.wait_for("the plan from the review body", |g| {
         g.standin
             .comments(OWNER, REPO, 2)
@@ -833,30 +817,18 @@ async fn an_opened_pull_request_gets_the_configured_automatic_review() {
             .cloned()
             .unwrap_or_else(|| panic!("a pull_request.{action} example"))
     };
-    let deliver = |id: &'static str, mut payload: Value| {
+    let retarget = |mut payload: Value| {
         payload["repository"]["full_name"] = json!(format!("{OWNER}/{REPO}"));
         payload["repository"]["name"] = json!(REPO);
         payload["repository"]["owner"]["login"] = json!(OWNER);
         payload["number"] = json!(2);
         payload["pull_request"]["number"] = json!(2);
         payload["pull_request"]["draft"] = json!(false);
-        let body = serde_json::to_vec(&payload).unwrap();
-        pod.http
-            .post(format!("{}/api/v1/integrations/github/webhook", pod.base))
-            .header("X-GitHub-Event", "pull_request")
-            .header("X-GitHub-Delivery", id)
-            .header(
-                "X-Hub-Signature-256",
-                penguin_bot::signature::sign(SECRET.as_bytes(), &body),
-            )
-            .body(body)
-            .send()
+        payload
     };
     assert_eq!(
-        deliver("pr-opened", example("opened"))
-            .await
-            .unwrap()
-            .status(),
+        pod.deliver_event("pull_request", "pr-opened", &retarget(example("opened")))
+            .await,
         200
     );
     pod.wait_for("the automatic review", |g| {
@@ -883,10 +855,8 @@ async fn an_opened_pull_request_gets_the_configured_automatic_review() {
     // Actions not configured are ignored.
     let before = pod.github.standin.calls().len();
     assert_eq!(
-        deliver("pr-closed", example("closed"))
-            .await
-            .unwrap()
-            .status(),
+        pod.deliver_event("pull_request", "pr-closed", &retarget(example("closed")))
+            .await,
         200
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
