@@ -11,26 +11,6 @@ use std::time::Duration;
 
 const SECRET: &str = "It's a Secret to Everybody";
 
-/// GitHub's public webhook examples; a missing file fails the test.
-fn fixture_payloads() -> Vec<(String, Value)> {
-    let path = penguin_test_support::workspace_root()
-        .join("../shared/fixtures/webhooks/api.github.com.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("fixture {} is required: {e}", path.display()));
-    let events: Vec<Value> = serde_json::from_str(&text).unwrap();
-    events
-        .iter()
-        .flat_map(|e| {
-            let name = e["name"].as_str().unwrap().to_string();
-            e["examples"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(move |p| (name.clone(), p.clone()))
-        })
-        .collect()
-}
-
 async fn deliver(
     api: &Api,
     event: &str,
@@ -66,7 +46,7 @@ fn webhook_env(dir: &std::path::Path) -> std::collections::HashMap<String, Strin
 
 #[tokio::test]
 async fn every_public_example_payload_is_accepted() {
-    let payloads = fixture_payloads();
+    let payloads = penguin_test_support::webhooks::all();
     assert!(payloads.len() >= 300, "only {} payloads", payloads.len());
     let dir = tempfile::tempdir().unwrap();
     let api = Api::start(webhook_env(dir.path())).await;
@@ -104,8 +84,8 @@ async fn every_public_example_payload_is_accepted() {
 #[tokio::test]
 async fn checks_answer_in_order_with_githubs_messages() {
     let payload = serde_json::to_vec(
-        &fixture_payloads()
-            .into_iter()
+        &penguin_test_support::webhooks::all()
+            .iter()
             .find(|(e, _)| e == "issue_comment")
             .unwrap()
             .1,

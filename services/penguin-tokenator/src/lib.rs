@@ -39,7 +39,6 @@ use std::{
     time::Duration,
 };
 use tokio::net::{TcpListener, UnixListener};
-use tokio_stream::wrappers::UnixListenerStream;
 use watch::FileWatch;
 
 /// How often a JWKS URL is fetched again.
@@ -271,8 +270,10 @@ impl Tokenator {
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         tokio::spawn(report_health(broker.clone(), health_reporter));
+        // Health is described too, so grpcurl and reflection-driven clients see it.
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| ServeError {
                 listener: "gRPC",
@@ -280,6 +281,7 @@ impl Tokenator {
             })?;
         let reflection_alpha = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()
             .map_err(|e| ServeError {
                 listener: "gRPC",
@@ -309,7 +311,7 @@ impl Tokenator {
         .with_graceful_shutdown(stopped());
         let unix = tonic::transport::Server::builder()
             .add_routes(routes(Callers::Local))
-            .serve_with_incoming_shutdown(UnixListenerStream::new(unix_listener), stopped());
+            .serve_with_incoming_shutdown(grpc::unix_authority::incoming(unix_listener), stopped());
         let tcp_server = async {
             let Some(setup) = tcp else {
                 return Ok(());

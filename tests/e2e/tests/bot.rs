@@ -129,6 +129,10 @@ async fn pod_with(config: Option<&str>, token_ttl: Duration) -> Pod {
     }
 }
 
+/// Comment deliveries the worker finished without acting on them.
+const IGNORED_COMMENTS: &str =
+    "penguin_webhook_deliveries_processed_total{event=\"issue_comment\",result=\"ignored\"}";
+
 impl Pod {
     /// Posts an `issue_comment` delivery signed with the webhook secret; the status.
     async fn deliver(&self, id: &str, payload: &Value) -> u16 {
@@ -154,20 +158,33 @@ impl Pod {
             .as_u16()
     }
 
-    /// The value of an unlabelled metric from `GET /metrics`.
-    async fn metric(&self, name: &str) -> f64 {
-        let text = self
-            .http
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    /// Waits until the metric series `name` (with its labels, if any) from `GET /metrics` satisfies
+    /// `check`, and returns its value. Metrics are set after the step that a
+    /// test usually waits for (the gauge after the last label), so a test
+    /// must wait for the value itself rather than read it once.
+    async fn wait_for_metric(&self, name: &str, check: impl Fn(f64) -> bool) -> f64 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = self
+                .http
+                .get(format!("{}/metrics", self.base))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let value = text
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok());
+            match value {
+                Some(value) if check(value) => return value,
+                _ if tokio::time::Instant::now() >= deadline => {
+                    panic!("timed out waiting for {name} (last {value:?}) in\n{text}")
+                }
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
     }
 
     /// The bot's comments on `number`.
@@ -266,8 +283,10 @@ async fn plan_on_an_issue_reacts_posts_a_checklist_and_labels() {
     })
     .await;
     // Operators see GitHub's rate-limit budget (the stand-in allows 5,000 an hour).
-    let remaining = pod.metric("penguin_github_rate_limit_remaining").await;
-    assert!((1.0..5000.0).contains(&remaining), "{remaining}");
+    pod.wait_for_metric("penguin_github_rate_limit_remaining", |remaining| {
+        (1.0..5000.0).contains(&remaining)
+    })
+    .await;
     // Hidden markdown in the issue body never reached the model.
     let sent = pod.llm.requests().last().unwrap().to_string();
     assert!(!sent.contains("fix tests"), "{sent}");
@@ -289,7 +308,8 @@ async fn plan_on_an_issue_reacts_posts_a_checklist_and_labels() {
         .await,
         200
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The worker has finished with it (as ignored) before the calls are counted.
+    pod.wait_for_metric(IGNORED_COMMENTS, |n| n >= 1.0).await;
     assert_eq!(
         pod.github.standin.calls().len(),
         before,
@@ -419,7 +439,7 @@ async fn only_the_right_people_make_it_act() {
         .await,
         200
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    pod.wait_for_metric(IGNORED_COMMENTS, |n| n >= 2.0).await;
     assert_eq!(
         pod.github.standin.calls().len(),
         before,
@@ -458,19 +478,7 @@ async fn review_comments_and_review_bodies_trigger_too() {
     let pod = pod().await;
     pod.llm.push_reply(Reply::Text("The guard is fine.".into()));
     // GitHub's pull_request_review_comment.created example, retargeted.
-    let path = penguin_test_support::workspace_root()
-        .join("../shared/fixtures/webhooks/api.github.com.json");
-    let events: Vec<Value> =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture required")).unwrap();
-    let example = |name: &str, action: &str| {
-        events
-            .iter()
-            .find(|e| e["name"] == name)
-            .and_then(|e| e["examples"].as_array())
-            .and_then(|ex| ex.iter().find(|p| p["action"] == action))
-            .cloned()
-            .unwrap_or_else(|| panic!("a {name}.{action} example"))
-    };
+    use penguin_test_support::webhooks::example;
     let retarget = |mut payload: Value, author_path: &str| {
         payload["repository"]["full_name"] = json!(format!("{OWNER}/{REPO}"));
         payload["repository"]["name"] = json!(REPO);
@@ -804,19 +812,7 @@ github:
 async fn an_opened_pull_request_gets_the_configured_automatic_review() {
     let pod = pod_with_config(Some("github:\n  bot:\n    auto_review_on: [opened]\n")).await;
     pod.llm.push_reply(Reply::Text("- Looks fine.".into()));
-    let path = penguin_test_support::workspace_root()
-        .join("../shared/fixtures/webhooks/api.github.com.json");
-    let events: Vec<Value> =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture required")).unwrap();
-    let example = |action: &str| {
-        events
-            .iter()
-            .find(|e| e["name"] == "pull_request")
-            .and_then(|e| e["examples"].as_array())
-            .and_then(|ex| ex.iter().find(|p| p["action"] == action))
-            .cloned()
-            .unwrap_or_else(|| panic!("a pull_request.{action} example"))
-    };
+    let example = |action: &str| penguin_test_support::webhooks::example("pull_request", action);
     let retarget = |mut payload: Value| {
         payload["repository"]["full_name"] = json!(format!("{OWNER}/{REPO}"));
         payload["repository"]["name"] = json!(REPO);
@@ -859,7 +855,11 @@ async fn an_opened_pull_request_gets_the_configured_automatic_review() {
             .await,
         200
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    pod.wait_for_metric(
+        "penguin_webhook_deliveries_processed_total{event=\"pull_request\",result=\"ignored\"}",
+        |n| n >= 1.0,
+    )
+    .await;
     assert_eq!(pod.github.standin.calls().len(), before);
 }
 

@@ -5,6 +5,7 @@
 pub mod git;
 pub mod keys;
 pub mod process;
+pub mod webhooks;
 
 use github_standin::{StandIn, StandInConfig};
 use std::{path::PathBuf, time::Duration};
@@ -25,7 +26,7 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The workspace root (for `../shared`).
+/// The workspace root.
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

@@ -4,5 +4,6 @@ pub mod auth;
 pub mod policy;
 pub mod service;
 pub mod tls;
+pub mod unix_authority;
 
 pub use service::{Callers, TokenGrpc};

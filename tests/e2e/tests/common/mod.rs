@@ -59,18 +59,7 @@ pub fn comment_delivery(
     user_type: &str,
     comment_id: u64,
 ) -> Value {
-    let path = penguin_test_support::workspace_root()
-        .join("../shared/fixtures/webhooks/api.github.com.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("fixture {} is required: {e}", path.display()));
-    let events: Vec<Value> = serde_json::from_str(&text).unwrap();
-    let mut payload = events
-        .iter()
-        .find(|e| e["name"] == "issue_comment")
-        .and_then(|e| e["examples"].as_array())
-        .and_then(|ex| ex.iter().find(|p| p["action"] == "created"))
-        .cloned()
-        .expect("an issue_comment.created example");
+    let mut payload = penguin_test_support::webhooks::example("issue_comment", "created");
     payload["repository"]["full_name"] = json!(format!("{OWNER}/{REPO}"));
     payload["repository"]["name"] = json!(REPO);
     payload["repository"]["owner"]["login"] = json!(OWNER);
