@@ -5,17 +5,18 @@
 //!
 //! `cargo bench -p penguin-api --bench api` — prints its numbers; asserts nothing.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use llm_standin::LlmStandIn;
-use penguin_test_support::process::ServiceProcess;
+use penguin_test_support::{
+    api::{self, Api},
+    process::ServiceProcess,
+};
 use serde_json::json;
 use std::{
     path::Path,
     time::{Duration, Instant},
 };
 
+const BIN: &str = env!("CARGO_BIN_EXE_penguin-api");
 const RUN: Duration = Duration::from_secs(5);
 
 fn rss_mb(pid: u32) -> f64 {
@@ -42,39 +43,30 @@ async fn load(
         .pool_max_idle_per_host(callers)
         .build()
         .unwrap();
-    let started = Instant::now();
-    let deadline = started + RUN;
-    let mut tasks = Vec::new();
-    for _ in 0..callers {
-        let (client, make) = (client.clone(), make.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                let response = make(&client).send().await.expect("request");
-                assert!(response.status().is_success(), "{}", response.status());
-                response.bytes().await.unwrap();
-                latencies.push(t.elapsed());
-            }
-            latencies
-        }));
-    }
-    common::load_summary(tasks, started).await
+    penguin_test_support::load::closed_loop(callers, RUN, move || {
+        let request = make(&client);
+        async move {
+            let response = request.send().await.expect("request");
+            assert!(response.status().is_success(), "{}", response.status());
+            response.bytes().await.unwrap();
+        }
+    })
+    .await
 }
 
 #[tokio::main]
 async fn main() {
-    common::install_crypto();
+    api::install_crypto();
     let llm = LlmStandIn::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut env = common::env(dir.path(), Some(&llm));
+    let mut env = api::env(dir.path(), Some(&llm));
     env.insert("RUST_LOG".into(), "warn,penguin_api=info".into());
 
     let mut ready = Vec::new();
     for _ in 0..5 {
         let started = Instant::now();
-        let process = ServiceProcess::spawn(Path::new(common::BIN), &[], &env).unwrap();
-        let addr = process.bound_addr("HTTP API listening").await.unwrap();
+        let process = ServiceProcess::spawn(Path::new(BIN), &[], &env).unwrap();
+        let addr = process.bound_addr(api::LISTENING).await.unwrap();
         let url = format!("http://{addr}/api/v1/health");
         while reqwest::get(&url)
             .await
@@ -93,7 +85,7 @@ async fn main() {
         ready[4].as_secs_f64() * 1e3
     );
 
-    let api = common::Api::start(env).await;
+    let api = Api::start(BIN, env).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pid = pid_of(&api.process);
     println!("idle RSS: {:.1} MB", rss_mb(pid));
@@ -109,7 +101,7 @@ async fn main() {
         let url = chat.clone();
         let (rps, p50, p99, n) = load(callers, move |c| {
             c.post(&url)
-                .bearer_auth(common::KEY)
+                .bearer_auth(api::KEY)
                 .json(&json!({"text": "benchmark question of about sixty bytes, typical of chat"}))
         })
         .await;

@@ -4,22 +4,24 @@
 //!
 //! `cargo bench -p penguin-api --bench webhook` — prints its numbers; asserts nothing.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
+use penguin_test_support::{
+    api::{self, Api},
+    deliveries, load,
+};
 use std::{
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
+const BIN: &str = env!("CARGO_BIN_EXE_penguin-api");
 const SECRET: &str = "bench-webhook-secret-0123";
 const RUN: Duration = Duration::from_secs(5);
 
 async fn run(
-    api: &common::Api,
+    api: &Api,
     callers: usize,
     body: Arc<Vec<u8>>,
     next_id: Arc<AtomicU64>,
@@ -28,51 +30,45 @@ async fn run(
         .pool_max_idle_per_host(callers)
         .build()
         .unwrap();
-    let url = api.url("/api/v1/integrations/github/webhook");
-    let signature = penguin_bot::signature::sign(SECRET.as_bytes(), &body);
-    let started = Instant::now();
-    let deadline = started + RUN;
-    let mut tasks = Vec::new();
-    for _ in 0..callers {
-        let (client, url, body, signature, next_id) = (
+    let base = Arc::new(api.url(""));
+    // Signed once: the callers measure the server, not HMAC.
+    let signature = Arc::new(deliveries::signature(SECRET.as_bytes(), &body));
+    load::closed_loop(callers, RUN, move || {
+        let (client, base, body, signature, next_id) = (
             client.clone(),
-            url.clone(),
+            base.clone(),
             body.clone(),
             signature.clone(),
             next_id.clone(),
         );
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            while Instant::now() < deadline {
-                let id = format!("bench-{}", next_id.fetch_add(1, Ordering::Relaxed));
-                let t = Instant::now();
-                let r = client
-                    .post(&url)
-                    .header("X-GitHub-Event", "ping")
-                    .header("X-GitHub-Delivery", id)
-                    .header("X-Hub-Signature-256", &signature)
-                    .body(body.as_ref().clone())
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 200);
-                r.bytes().await.unwrap();
-                latencies.push(t.elapsed());
-            }
-            latencies
-        }));
-    }
-    common::load_summary(tasks, started).await
+        async move {
+            let id = format!("bench-{}", next_id.fetch_add(1, Ordering::Relaxed));
+            let r = deliveries::request(
+                &client,
+                &base,
+                "ping",
+                Some(&id),
+                &signature,
+                body.as_ref().clone(),
+            )
+            .send()
+            .await
+            .unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap();
+        }
+    })
+    .await
 }
 
 #[tokio::main]
 async fn main() {
-    common::install_crypto();
+    api::install_crypto();
     let dir = tempfile::tempdir().unwrap();
-    let mut env = common::env(dir.path(), None);
+    let mut env = api::env(dir.path(), None);
     env.insert("RUST_LOG".into(), "warn,penguin_api=info".into());
     env.insert("GITHUB_WEBHOOK_SECRET".into(), SECRET.into());
-    let api = common::Api::start(env).await;
+    let api = Api::start(BIN, env).await;
     let next_id = Arc::new(AtomicU64::new(0));
     for size in [1024usize, 10 * 1024] {
         let pad = "x".repeat(size.saturating_sub(40));

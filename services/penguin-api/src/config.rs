@@ -9,14 +9,7 @@ use std::{
     time::Duration,
 };
 
-/// Where agent commands run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum RunnerKind {
-    /// A subprocess in a scratch copy of the workspace (development, tests).
-    Local,
-    /// A container from `PENGUIN_RUNNER_IMAGE` (untrusted code).
-    Docker,
-}
+pub use penguin_agent::RunnerKind;
 
 /// Subcommands of the binary.
 #[derive(Debug, clap::Subcommand)]
@@ -170,6 +163,19 @@ pub struct Settings {
     pub github_server_url: String,
     /// `GITHUB_REPOSITORY`.
     pub github_repository: Option<String>,
+}
+
+impl Settings {
+    /// Where git tokens come from: the tokenator's socket, else the shared
+    /// credentials file, for git on `GITHUB_SERVER_URL`. The one way the bot
+    /// and the self-test get git credentials.
+    pub fn git_auth(&self) -> penguin_bot::git::GitAuth {
+        penguin_bot::git::GitAuth::new(
+            self.tokenator_socket.clone(),
+            self.git_credentials_path.clone(),
+            &self.github_server_url,
+        )
+    }
 }
 
 impl Cli {

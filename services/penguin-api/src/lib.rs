@@ -6,8 +6,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
-pub mod github;
-pub mod metrics;
+pub mod readings;
 pub mod request_id;
 pub mod routes;
 pub mod selftest;
@@ -18,15 +17,12 @@ pub mod tasks;
 use auth::Auth;
 use axum::{middleware, Router};
 use chrono::Utc;
-use config::{RunnerKind, Settings};
-use github::GitHubIntegration;
-use penguin_agent::{
-    config::SecurityPolicy,
-    runner::{CommandRunner, DockerRunner, LocalRunner},
-    tools::ToolRegistry,
-};
+use config::Settings;
+use penguin_agent::{config::SecurityPolicy, tools::ToolRegistry, RunnerFactory};
 use penguin_api_store::Store;
-use penguin_bot::limits::CommandLimiter;
+use penguin_bot::{
+    github_api::GitHubAccess, ingress::Ingress, BotContext, BotMetrics, CommandLimiter, ModelAccess,
+};
 use state::{AppState, TokenTotals, CURRENT_MODEL};
 use stats::Stats;
 use std::{
@@ -94,16 +90,12 @@ impl Api {
             .cloned()
             .collect();
         let policy = Arc::new(SecurityPolicy::load(&settings.config_path, &always_denied)?);
-        let runner: Arc<dyn CommandRunner> = match settings.runner {
-            RunnerKind::Local => Arc::new(LocalRunner::with_policy(
-                settings.workspace.clone(),
-                policy.clone(),
-            )),
-            RunnerKind::Docker => Arc::new(DockerRunner::new(
-                settings.runner_image.clone().unwrap_or_default(),
-                settings.workspace.clone(),
-            )),
-        };
+        let runners = RunnerFactory::new(
+            settings.runner,
+            settings.runner_image.clone(),
+            policy.clone(),
+        );
+        let runner = runners.runner(settings.workspace.clone());
         let tools = Arc::new(
             ToolRegistry::new(settings.workspace.clone(), policy.clone()).with_runner(runner),
         );
@@ -138,13 +130,38 @@ impl Api {
             bot_config.github.bot.commands_per_hour_per_repo,
             bot_config.github.bot.commands_per_hour_per_user,
         );
-        let github = Arc::new(GitHubIntegration {
+        let metrics = Arc::new(BotMetrics::new());
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let ingress = Arc::new(Ingress::new(
             secrets,
-            default_repository: settings.github_repository.clone(),
-            config: watcher,
+            settings.github_repository.clone(),
+            watcher.clone(),
+            store.clone(),
+            metrics.clone(),
+            wake.clone(),
+        ));
+        let current_model = Arc::new(RwLock::new(current));
+        let usage = Arc::new(Mutex::new(TokenTotals::default()));
+        let bot = Arc::new(BotContext {
             store: store.clone(),
-            wake: Arc::new(tokio::sync::Notify::new()),
+            config: watcher,
+            github: GitHubAccess::new(settings.tokenator_socket.clone(), &settings.github_api_url),
+            access: Default::default(),
+            // Fixes push with tokens scoped to one repository, never the file's.
+            git: settings.git_auth().scoped_only(),
+            model: ModelAccess::new(model.clone(), current_model.clone(), {
+                let (usage, metrics) = (usage.clone(), metrics.clone());
+                Arc::new(move |u| state::record_usage(&usage, &metrics, u))
+            }),
+            runners,
+            policy: policy.clone(),
+            metrics,
+            limiter: Mutex::new(limiter),
+            public_url: settings.public_url.clone(),
+            work_root: settings.data_dir.join("work"),
+            wake,
         });
+        let started = Instant::now();
         let stats = Stats::new();
         let tasks = TaskManager::new(
             store.clone(),
@@ -162,24 +179,23 @@ impl Api {
                 })?;
         let state = AppState {
             auth: Arc::new(Auth::new(settings.auth_enabled, settings.api_keys.clone())),
+            health: Arc::new(readings::HealthReadings::new(
+                store.clone(),
+                settings.tokenator_socket.clone(),
+                started,
+            )),
             settings: Arc::new(settings),
             store,
             model,
-            current_model: Arc::new(RwLock::new(current)),
+            current_model,
             stats,
             tasks,
             streams_active: Arc::new(AtomicUsize::new(0)),
-            usage: Arc::new(Mutex::new(TokenTotals::default())),
-            started: Instant::now(),
+            usage,
+            started,
             started_at: Utc::now(),
-            cpu_sample: Arc::new(Mutex::new(None)),
-            health_cache: Arc::new(Mutex::new(None)),
-            github,
-            bot_metrics: Arc::new(metrics::BotMetrics::new()),
-            bot_limiter: Arc::new(Mutex::new(limiter)),
-            permission_cache: Arc::default(),
-            token_users: Arc::default(),
-            policy,
+            ingress,
+            bot,
         };
         Ok(Api { state, listener })
     }
@@ -201,7 +217,7 @@ impl Api {
         let tasks = state.tasks.clone();
         let grace = state.settings.shutdown_grace;
         // Deliveries a restart cut off are resumed first, then new ones as they arrive.
-        let worker = tokio::spawn(github::worker::run(state.clone()));
+        let worker = tokio::spawn(penguin_bot::worker::run(state.bot.clone()));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let drain_tasks = tokio::spawn(async move {
             shutdown.await;

@@ -4,7 +4,12 @@
 //! (the tokenator, else the shared credentials file), as the bot does. One
 //! JSON line per push on stdout; tokens are never printed.
 
-use crate::{config::Settings, github::git_auth::GitAuth};
+use crate::config::Settings;
+use penguin_bot::git::{
+    self,
+    commit::{Signature, Stage},
+    GitAuth,
+};
 use serde_json::json;
 use std::{path::Path, time::Duration};
 
@@ -32,29 +37,14 @@ pub async fn run(
         .github_repository
         .clone()
         .ok_or(SelfTestError::NoRepository)?;
-    let auth = GitAuth::from_settings(settings);
-    let url = format!(
-        "{}/{repository}.git",
-        settings.github_server_url.trim_end_matches('/')
-    );
+    let auth = settings.git_auth();
+    let url = auth.clone_url(&repository);
     // /tmp is writable in the container (the root filesystem is not).
     let clone = std::env::temp_dir().join(format!("penguin-self-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&clone);
-    {
-        let (auth, repository, clone) = (auth.clone(), repository.clone(), clone.clone());
-        let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            let mut fetch = git2::FetchOptions::new();
-            fetch.remote_callbacks(auth.callbacks(&repository, handle));
-            git2::build::RepoBuilder::new()
-                .fetch_options(fetch)
-                .clone(&url, &clone)
-                .map(|_| ())
-                .map_err(|e| SelfTestError::Clone(e.message().to_string()))
-        })
+    git::clone::clone(&auth, &repository, &url, None, &clone)
         .await
-        .map_err(|e| SelfTestError::Clone(e.to_string()))??;
-    }
+        .map_err(|e| SelfTestError::Clone(e.to_string()))?;
     let mut failed = 0;
     for round in 1..=pushes {
         let (_, source) = match auth.token(&repository).await {
@@ -69,12 +59,7 @@ pub async fn run(
             }
         };
         let started = std::time::Instant::now();
-        let (auth, repository, clone) = (auth.clone(), repository.clone(), clone.clone());
-        let handle = tokio::runtime::Handle::current();
-        let result =
-            tokio::task::spawn_blocking(move || push(&auth, &repository, &clone, round, handle))
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
+        let result = push(&auth, &repository, &clone, round).await;
         let line = match &result {
             Ok(sha) => json!({
                 "push": round, "ok": true, "sha": sha, "branch": BRANCH,
@@ -95,45 +80,32 @@ pub async fn run(
 }
 
 /// Commits one change and pushes it; returns the commit's sha.
-fn push(
+async fn push(
     auth: &GitAuth,
     repository: &str,
     clone: &Path,
     round: u32,
-    handle: tokio::runtime::Handle,
 ) -> Result<String, String> {
-    let repo = git2::Repository::open(clone).map_err(|e| e.message().to_string())?;
     let stamp = chrono::Utc::now().to_rfc3339();
     std::fs::write(
         clone.join("penguin-self-test.txt"),
         format!("push {round} at {stamp}\n"),
     )
     .map_err(|e| e.to_string())?;
-    let mut index = repo.index().map_err(|e| e.message().to_string())?;
-    index
-        .add_path(Path::new("penguin-self-test.txt"))
-        .map_err(|e| e.message().to_string())?;
-    let sha = crate::github::git_commit::commit_staged(
-        &repo,
-        &mut index,
-        "penguin self-test",
-        "self-test@penguin.invalid",
+    let by = Signature {
+        name: "penguin self-test".into(),
+        email: "self-test@penguin.invalid".into(),
+    };
+    let sha = git::commit::commit(
+        clone,
+        Stage::Paths(vec!["penguin-self-test.txt".into()]),
+        &by,
         &format!("penguin self-test push {round}"),
-    )?;
-    let head = repo
-        .head()
-        .ok()
-        .and_then(|h| h.name().map(str::to_string))
-        .ok_or("HEAD is not a branch")?;
-    let mut options = git2::PushOptions::new();
-    options.remote_callbacks(auth.callbacks(repository, handle));
-    repo.find_remote("origin")
-        .and_then(|mut remote| {
-            remote.push(
-                &[format!("+{head}:refs/heads/{BRANCH}")],
-                Some(&mut options),
-            )
-        })
-        .map_err(|e| format!("push failed: {}", e.message()))?;
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    git::push::push_head(auth, repository, clone, BRANCH)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(sha)
 }

@@ -1,12 +1,11 @@
 //! What every handler shares.
 
 use crate::{
-    auth::Auth, config::Settings, github::GitHubIntegration, metrics::BotMetrics, stats::Stats,
-    tasks::TaskManager,
+    auth::Auth, config::Settings, readings::HealthReadings, stats::Stats, tasks::TaskManager,
 };
 use chrono::{DateTime, Utc};
 use penguin_api_store::Store;
-use penguin_bot::limits::CommandLimiter;
+use penguin_bot::{ingress::Ingress, BotContext};
 use penguin_llm::{ChatModel, Usage};
 use std::{
     sync::{
@@ -31,9 +30,6 @@ pub struct TokenTotals {
     /// Model calls.
     pub requests: u64,
 }
-
-/// Collaborator permission answers: (repository, login) → (permission, fetched at).
-pub type PermissionCache = std::collections::HashMap<(String, String), (Option<String>, Instant)>;
 
 /// Shared state; cheap to clone.
 #[derive(Clone)]
@@ -60,22 +56,12 @@ pub struct AppState {
     pub started: Instant,
     /// Process start, wall clock.
     pub started_at: DateTime<Utc>,
-    /// CPU sample for `cpu_percent`: (wall instant, CPU seconds).
-    pub cpu_sample: Arc<Mutex<Option<(Instant, f64)>>>,
-    /// Health readings reused for a second.
-    pub health_cache: Arc<Mutex<Option<crate::routes::health::Readings>>>,
-    /// The GitHub bot's webhook state.
-    pub github: Arc<GitHubIntegration>,
-    /// The bot's metrics.
-    pub bot_metrics: Arc<BotMetrics>,
-    /// Live GitHub clients per repository (shared scoped tokens).
-    pub token_users: Arc<crate::github::client::TokenUsers>,
-    /// The server's security policy (tools, runners, the bot's edits).
-    pub policy: Arc<penguin_agent::SecurityPolicy>,
-    /// Collaborator permissions by (repository, login), reused for a minute.
-    pub permission_cache: Arc<Mutex<PermissionCache>>,
-    /// Per-repository and per-user command caps.
-    pub bot_limiter: Arc<Mutex<CommandLimiter>>,
+    /// Health readings, reused for a second.
+    pub health: Arc<HealthReadings>,
+    /// The GitHub webhook's receiving end.
+    pub ingress: Arc<Ingress>,
+    /// The GitHub App bot (its worker runs beside the server).
+    pub bot: Arc<BotContext>,
 }
 
 impl AppState {
@@ -100,14 +86,7 @@ impl AppState {
 
     /// Adds one model call's usage to the totals.
     pub fn add_usage(&self, usage: Option<Usage>) {
-        let mut totals = self.usage.lock().unwrap_or_else(|e| e.into_inner());
-        totals.requests += 1;
-        if let Some(u) = usage {
-            self.bot_metrics.model_tokens(u64::from(u.total_tokens));
-            totals.prompt_tokens += u64::from(u.prompt_tokens);
-            totals.completion_tokens += u64::from(u.completion_tokens);
-            totals.total_tokens += u64::from(u.total_tokens);
-        }
+        record_usage(&self.usage, &self.bot.metrics, usage);
     }
 
     /// Counts a WebSocket chat stream while the guard lives.
@@ -123,5 +102,22 @@ pub struct StreamGuard(Arc<AtomicUsize>);
 impl Drop for StreamGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Adds one model call's usage to `totals` and the tokens metric (the api's
+/// own calls and the bot's alike).
+pub fn record_usage(
+    totals: &Mutex<TokenTotals>,
+    metrics: &penguin_bot::BotMetrics,
+    usage: Option<Usage>,
+) {
+    let mut totals = totals.lock().unwrap_or_else(|e| e.into_inner());
+    totals.requests += 1;
+    if let Some(u) = usage {
+        metrics.model_tokens(u64::from(u.total_tokens));
+        totals.prompt_tokens += u64::from(u.prompt_tokens);
+        totals.completion_tokens += u64::from(u.completion_tokens);
+        totals.total_tokens += u64::from(u.total_tokens);
     }
 }

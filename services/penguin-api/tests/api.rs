@@ -1,18 +1,19 @@
 //! penguin-api end to end over a real socket: auth, errors, chat,
 //! conversations, checkpoints, models, system, uploads and persistence.
 
-mod common;
-
-use common::{error_of, Api, KEY};
 use llm_standin::{LlmStandIn, Reply};
+use penguin_test_support::api::{self, error_of, Api, KEY};
 use serde_json::{json, Value};
 use std::time::Duration;
+
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_penguin-api");
 
 #[tokio::test]
 async fn auth_guards_everything_but_the_public_routes() {
     let llm = LlmStandIn::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(common::env(dir.path(), Some(&llm))).await;
+    let api = Api::start(BIN, api::env(dir.path(), Some(&llm))).await;
 
     // Public.
     let health = api
@@ -117,25 +118,19 @@ async fn auth_guards_everything_but_the_public_routes() {
 #[tokio::test]
 async fn start_up_refuses_unsafe_or_incomplete_auth_settings() {
     let dir = tempfile::tempdir().unwrap();
-    let mut env = common::env(dir.path(), None);
+    let mut env = api::env(dir.path(), None);
     env.remove("PENGUIN_API_KEYS");
-    let mut p = penguin_test_support::process::ServiceProcess::spawn(
-        std::path::Path::new(common::BIN),
-        &[],
-        &env,
-    )
-    .unwrap();
+    let mut p =
+        penguin_test_support::process::ServiceProcess::spawn(std::path::Path::new(BIN), &[], &env)
+            .unwrap();
     assert_eq!(p.wait_exit(Duration::from_secs(10)).await, Some(64));
     assert!(p.logs().contains("PENGUIN_API_KEYS"), "{}", p.logs());
 
     env.insert("PENGUIN_AUTH_ENABLED".into(), "false".into());
     env.insert("HOST".into(), "0.0.0.0".into());
-    let mut p = penguin_test_support::process::ServiceProcess::spawn(
-        std::path::Path::new(common::BIN),
-        &[],
-        &env,
-    )
-    .unwrap();
+    let mut p =
+        penguin_test_support::process::ServiceProcess::spawn(std::path::Path::new(BIN), &[], &env)
+            .unwrap();
     assert_eq!(p.wait_exit(Duration::from_secs(10)).await, Some(64));
     assert!(
         p.logs().contains("PENGUIN_ALLOW_INSECURE_NO_AUTH"),
@@ -145,7 +140,7 @@ async fn start_up_refuses_unsafe_or_incomplete_auth_settings() {
 
     // Loopback without auth is fine, and then nothing asks for a key.
     env.insert("HOST".into(), "127.0.0.1".into());
-    let api = Api::start(env).await;
+    let api = Api::start(BIN, env).await;
     let r = api
         .http
         .get(api.url("/api/v1/conversations"))
@@ -158,7 +153,7 @@ async fn start_up_refuses_unsafe_or_incomplete_auth_settings() {
 #[tokio::test]
 async fn without_a_model_the_server_is_healthy_and_chat_says_what_to_set() {
     let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(common::env(dir.path(), None)).await;
+    let api = Api::start(BIN, api::env(dir.path(), None)).await;
     let (status, health) = api.get("/api/v1/health").await;
     assert_eq!(status, 200);
     assert_eq!(health["status"], "healthy");
@@ -190,7 +185,7 @@ async fn without_a_model_the_server_is_healthy_and_chat_says_what_to_set() {
 async fn health_reports_every_section() {
     let llm = LlmStandIn::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(common::env(dir.path(), Some(&llm))).await;
+    let api = Api::start(BIN, api::env(dir.path(), Some(&llm))).await;
     for _ in 0..5 {
         api.get("/api/v1/conversations").await;
     }
@@ -239,7 +234,7 @@ async fn health_reports_every_section() {
 async fn chat_stores_both_turns_and_conversations_list_newest_first() {
     let llm = LlmStandIn::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(common::env(dir.path(), Some(&llm))).await;
+    let api = Api::start(BIN, api::env(dir.path(), Some(&llm))).await;
 
     let (status, first) = api
         .post("/api/v1/chat/message", json!({"text": "Hello penguin"}))
@@ -360,15 +355,7 @@ async fn chat_stores_both_turns_and_conversations_list_newest_first() {
         .unwrap();
     assert_eq!(r.status(), 415);
     // Model tokens are counted for operators.
-    let metrics = api
-        .http
-        .get(api.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = api.metrics().await;
     let tokens: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("penguin_model_tokens_total "))
@@ -392,9 +379,9 @@ async fn chat_stores_both_turns_and_conversations_list_newest_first() {
 async fn upstream_failures_become_502_and_504() {
     let llm = LlmStandIn::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut env = common::env(dir.path(), Some(&llm));
+    let mut env = api::env(dir.path(), Some(&llm));
     env.insert("PENGUIN_LLM_TIMEOUT_SECS".into(), "1".into());
-    let api = Api::start(env).await;
+    let api = Api::start(BIN, env).await;
     llm.push_reply(Reply::Error {
         status: 500,
         message: "model overloaded".into(),
@@ -428,7 +415,7 @@ async fn upstream_failures_become_502_and_504() {
 async fn models_capabilities_and_system_answer_and_the_switch_persists() {
     let llm = LlmStandIn::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(common::env(dir.path(), Some(&llm))).await;
+    let api = Api::start(BIN, api::env(dir.path(), Some(&llm))).await;
     let (_, models) = api.get("/api/v1/models").await;
     let models = models["models"].as_array().unwrap();
     assert!(models
@@ -479,7 +466,7 @@ async fn models_capabilities_and_system_answer_and_the_switch_persists() {
         .await;
     assert_eq!(llm.requests().last().unwrap()["model"], "standin-vision");
     let env = api.stop().await;
-    let api = Api::start(env).await;
+    let api = Api::start(BIN, env).await;
     assert_eq!(
         api.get("/api/v1/models/current").await.1["model"],
         "standin-vision"
@@ -490,7 +477,7 @@ async fn models_capabilities_and_system_answer_and_the_switch_persists() {
 async fn checkpoints_capture_roll_back_and_branch() {
     let llm = LlmStandIn::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(common::env(dir.path(), Some(&llm))).await;
+    let api = Api::start(BIN, api::env(dir.path(), Some(&llm))).await;
     let (_, first) = api
         .post("/api/v1/chat/message", json!({"text": "one"}))
         .await;
@@ -556,7 +543,7 @@ async fn checkpoints_capture_roll_back_and_branch() {
 #[tokio::test]
 async fn uploads_are_recognised_by_content_and_limited() {
     let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(common::env(dir.path(), None)).await;
+    let api = Api::start(BIN, api::env(dir.path(), None)).await;
     let upload = |bytes: Vec<u8>, name: &'static str, field: &'static str| {
         let form = reqwest::multipart::Form::new().part(
             field,
@@ -612,7 +599,7 @@ async fn uploads_are_recognised_by_content_and_limited() {
 async fn conversations_checkpoints_and_tasks_survive_a_restart() {
     let llm = LlmStandIn::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(common::env(dir.path(), Some(&llm))).await;
+    let api = Api::start(BIN, api::env(dir.path(), Some(&llm))).await;
     let (_, chat) = api
         .post("/api/v1/chat/message", json!({"text": "remember me"}))
         .await;
@@ -632,7 +619,7 @@ async fn conversations_checkpoints_and_tasks_survive_a_restart() {
         .to_string();
     let env = api.stop().await;
 
-    let api = Api::start(env).await;
+    let api = Api::start(BIN, env).await;
     let (_, got) = api
         .get(&format!("/api/v1/conversations/{conversation}"))
         .await;

@@ -3,17 +3,19 @@
 //! acknowledged delivery is answered, commands cut off mid-work resume with
 //! their own task and progress comment, and nothing is done twice.
 
-mod common;
-#[path = "../../../tests/e2e/tests/common/mod.rs"]
-mod pod;
-
-use common::Api;
-use llm_standin::{LlmStandIn, Reply};
+use llm_standin::Reply;
 use penguin_api_store::{DeliveryState, Store};
-use penguin_test_support::{GitHub, OWNER, REPO};
-use std::{collections::HashMap, time::Duration};
+use penguin_test_support::{
+    api::Api,
+    binaries::workspace_binary,
+    deliveries,
+    pod::{Pod, WEBHOOK_SECRET},
+    GitHub, OWNER, REPO,
+};
+use std::time::Duration;
 
-const SECRET: &str = "restart-webhook-secret-0123";
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_penguin-api");
 /// Deliveries in the burst.
 const BURST: u64 = 24;
 /// Commands the worker runs at once: these are cut off mid-work.
@@ -21,18 +23,18 @@ const IN_FLIGHT: usize = 4;
 
 /// Signs and posts one delivery; `None` when the API was not there to answer.
 async fn deliver(http: &reqwest::Client, base: &str, id: &str, body: &[u8]) -> Option<u16> {
-    http.post(format!("{base}/api/v1/integrations/github/webhook"))
-        .header("X-GitHub-Event", "issue_comment")
-        .header("X-GitHub-Delivery", id)
-        .header(
-            "X-Hub-Signature-256",
-            penguin_bot::signature::sign(SECRET.as_bytes(), body),
-        )
-        .body(body.to_vec())
-        .send()
-        .await
-        .ok()
-        .map(|r| r.status().as_u16())
+    deliveries::signed(
+        http,
+        base,
+        WEBHOOK_SECRET.as_bytes(),
+        "issue_comment",
+        Some(id),
+        body,
+    )
+    .send()
+    .await
+    .ok()
+    .map(|r| r.status().as_u16())
 }
 
 /// The burst: one distinct comment per delivery, all on issue 1.
@@ -40,7 +42,7 @@ fn burst() -> Vec<(String, Vec<u8>)> {
     (0..BURST)
         .map(|i| {
             let payload =
-                pod::comment_delivery(1, false, "@Penguin plan", "octocat", "User", 50_000 + i);
+                deliveries::comment(1, false, "@Penguin plan", "octocat", "User", 50_000 + i);
             (format!("burst-{i}"), serde_json::to_vec(&payload).unwrap())
         })
         .collect()
@@ -48,12 +50,26 @@ fn burst() -> Vec<(String, Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_in_the_middle_of_a_burst_loses_nothing_and_does_nothing_twice() {
-    common::install_crypto();
     let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
-    let llm = LlmStandIn::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
-    pod::start_tokenator(&github, dir.path(), &run).await;
+    let mut pod = Pod::start(
+        workspace_binary("penguin-tokenator"),
+        BIN,
+        github,
+        "run",
+        |env, dir| {
+            // More commands than the default per-user cap.
+            let config = dir.join("server-config.yml");
+            std::fs::write(
+                &config,
+                "github:\n  bot:\n    commands_per_hour_per_user: 100\n    commands_per_hour_per_repo: 100\n",
+            )
+            .unwrap();
+            env.insert("PENGUIN_CONFIG_PATH".into(), config.display().to_string());
+            env.insert("PENGUIN_LLM_TIMEOUT_SECS".into(), "120".into());
+        },
+    )
+    .await;
+    let (github, llm) = (&pod.github, &pod.llm);
     github.standin.add_issue(
         OWNER,
         REPO,
@@ -67,35 +83,12 @@ async fn a_kill_in_the_middle_of_a_burst_loses_nothing_and_does_nothing_twice() 
         .standin
         .set_permission(OWNER, REPO, "octocat", "write");
 
-    let mut env: HashMap<String, String> = common::env(dir.path(), Some(&llm));
-    // More commands than the default per-user cap.
-    let config = dir.path().join("server-config.yml");
-    std::fs::write(
-        &config,
-        "github:\n  bot:\n    commands_per_hour_per_user: 100\n    commands_per_hour_per_repo: 100\n",
-    )
-    .unwrap();
-    env.insert("PENGUIN_CONFIG_PATH".into(), config.display().to_string());
-    for (key, value) in [
-        ("GITHUB_WEBHOOK_SECRET", SECRET.to_string()),
-        (
-            "PENGUIN_TOKENATOR_SOCKET",
-            run.join("tokenator.sock").display().to_string(),
-        ),
-        ("GITHUB_API_URL", github.url()),
-        ("GITHUB_SERVER_URL", github.url()),
-        ("GITHUB_REPOSITORY", format!("{OWNER}/{REPO}")),
-        ("PENGUIN_LLM_TIMEOUT_SECS", "120".into()),
-    ] {
-        env.insert(key.into(), value);
-    }
     // The first commands to reach the model hang there until the kill.
     for _ in 0..IN_FLIGHT {
         llm.push_reply(Reply::Hang);
     }
 
-    let mut api = Api::start(env.clone()).await;
-    let base = format!("http://{}", api.addr);
+    let base = pod.api.url("");
     let http = reqwest::Client::new();
     let deliveries = burst();
     let (first, second) = deliveries.split_at(deliveries.len() / 2);
@@ -109,7 +102,7 @@ async fn a_kill_in_the_middle_of_a_burst_loses_nothing_and_does_nothing_twice() 
             >= IN_FLIGHT)
         .await,
         "commands never reached the model:\n{}",
-        api.process.logs()
+        pod.api.process.logs()
     );
     // The second half arrives while the process is killed.
     let sending = {
@@ -123,7 +116,7 @@ async fn a_kill_in_the_middle_of_a_burst_loses_nothing_and_does_nothing_twice() 
         })
     };
     tokio::time::sleep(Duration::from_millis(15)).await;
-    api.process.kill().await;
+    pod.api.process.kill().await;
     let mut redeliver = Vec::new();
     for (id, status) in sending.await.unwrap() {
         match status {
@@ -141,8 +134,9 @@ async fn a_kill_in_the_middle_of_a_burst_loses_nothing_and_does_nothing_twice() 
         "the cut-off commands had posted their progress comments"
     );
 
-    let api = Api::start(env).await;
-    let base = format!("http://{}", api.addr);
+    let env = pod.api.env.clone();
+    pod.api = Api::start(BIN, env).await;
+    let base = pod.api.url("");
     for (id, body) in &deliveries {
         let status = deliver(&http, &base, id, body).await;
         if redeliver.contains(id) {
@@ -164,7 +158,7 @@ async fn a_kill_in_the_middle_of_a_burst_loses_nothing_and_does_nothing_twice() 
     };
     assert!(
         penguin_test_support::eventually(Duration::from_secs(60), || {
-            let replies = bot(&github);
+            let replies = bot(github);
             replies.len() >= BURST as usize
                 && replies
                     .iter()
@@ -172,10 +166,10 @@ async fn a_kill_in_the_middle_of_a_burst_loses_nothing_and_does_nothing_twice() 
         })
         .await,
         "not every delivery was answered: {:#?}\n{}",
-        bot(&github),
-        api.process.logs()
+        bot(github),
+        pod.api.process.logs()
     );
-    let store = Store::open(&api.data).await.unwrap();
+    let store = Store::open(&pod.api.data).await.unwrap();
     assert!(
         penguin_test_support::eventually(Duration::from_secs(10), || {
             deliveries.iter().all(|(id, _)| {
@@ -186,7 +180,7 @@ async fn a_kill_in_the_middle_of_a_burst_loses_nothing_and_does_nothing_twice() 
         .await,
         "deliveries not all done"
     );
-    let replies = bot(&github);
+    let replies = bot(github);
     assert_eq!(replies.len(), BURST as usize, "{replies:#?}");
     let created = github
         .standin

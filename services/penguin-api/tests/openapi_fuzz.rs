@@ -4,11 +4,12 @@
 //! schemathesis comes from PyPI; `scripts/test` installs it into `.venv`.
 //! This test fails (it does not skip) when it cannot find it.
 
-mod common;
-
-use common::{Api, KEY};
 use llm_standin::LlmStandIn;
+use penguin_test_support::api::{self, Api, KEY};
 use std::path::PathBuf;
+
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_penguin-api");
 
 fn schemathesis() -> PathBuf {
     if let Some(path) = std::env::var_os("PENGUIN_SCHEMATHESIS") {
@@ -27,13 +28,13 @@ async fn no_generated_request_gets_a_server_error() {
     let st = schemathesis();
     let llm = LlmStandIn::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut env = common::env(dir.path(), Some(&llm));
+    let mut env = api::env(dir.path(), Some(&llm));
     env.insert("RUST_LOG".into(), "info".into());
     env.insert(
         "GITHUB_WEBHOOK_SECRET".into(),
         "It's a Secret to Everybody".into(),
     );
-    let api = Api::start(env).await;
+    let api = Api::start(BIN, env).await;
     let report = dir.path().join("schemathesis");
     let output = tokio::process::Command::new(st)
         .arg("run")

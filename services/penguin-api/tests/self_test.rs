@@ -1,17 +1,22 @@
 //! `penguin-api self-test` and `penguin-api healthcheck`: the subcommands
 //! the scratch image relies on, since it has no shell, git or curl.
 
-mod common;
-#[path = "../../../tests/e2e/tests/common/mod.rs"]
-mod pod;
-
-use penguin_test_support::{process::ServiceProcess, GitHub, OWNER, REPO};
+use penguin_test_support::{
+    api::{self, Api},
+    binaries::workspace_binary,
+    process::ServiceProcess,
+    tokenator::Tokenator,
+    GitHub,
+};
 use serde_json::Value;
 use std::{collections::HashMap, path::Path, time::Duration};
 
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_penguin-api");
+
 /// Runs `penguin-api <args>` to completion: (exit code, stdout JSON lines, logs).
 async fn run(args: &[&str], env: &HashMap<String, String>) -> (Option<i32>, Vec<Value>, String) {
-    let mut process = ServiceProcess::spawn(Path::new(common::BIN), args, env).unwrap();
+    let mut process = ServiceProcess::spawn(Path::new(BIN), args, env).unwrap();
     let code = process.wait_exit(Duration::from_secs(120)).await;
     let logs = process.logs();
     let lines = logs
@@ -24,28 +29,15 @@ async fn run(args: &[&str], env: &HashMap<String, String>) -> (Option<i32>, Vec<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn self_test_pushes_across_token_rotations_and_falls_back_to_the_credentials_file() {
-    common::install_crypto();
+    api::install_crypto();
     // Tokens live three seconds: four pushes two seconds apart span rotations.
     let github = GitHub::start(Duration::from_secs(3)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
-    pod::start_tokenator(&github, dir.path(), &run_dir).await;
-    let mut env = common::env(dir.path(), None);
-    for (key, value) in [
-        (
-            "PENGUIN_TOKENATOR_SOCKET",
-            run_dir.join("tokenator.sock").display().to_string(),
-        ),
-        (
-            "PENGUIN_GIT_CREDENTIALS_PATH",
-            run_dir.join("git-credentials").display().to_string(),
-        ),
-        ("GITHUB_API_URL", github.url()),
-        ("GITHUB_SERVER_URL", github.url()),
-        ("GITHUB_REPOSITORY", format!("{OWNER}/{REPO}")),
-    ] {
-        env.insert(key.into(), value);
-    }
+    let tokenator =
+        Tokenator::start_sharing(workspace_binary("penguin-tokenator"), &github, &run_dir).await;
+    let mut env = api::env(dir.path(), None);
+    env.extend(tokenator.api_env());
     let (code, pushes, logs) = run(
         &["self-test", "--pushes", "4", "--interval-secs", "2"],
         &env,
@@ -72,12 +64,7 @@ async fn self_test_pushes_across_token_rotations_and_falls_back_to_the_credentia
     assert_eq!(code, Some(0), "{logs}");
     assert_eq!(pushes[0]["credentials"], "credentials-file", "{logs}");
     assert_eq!(github.standin.git_pushes(), 5, "every push landed");
-    let bare = github
-        .dir
-        .path()
-        .join("git")
-        .join(OWNER)
-        .join(format!("{REPO}.git"));
+    let bare = github.bare_repo();
     let head = std::process::Command::new("git")
         .arg("--git-dir")
         .arg(&bare)
@@ -102,7 +89,7 @@ async fn self_test_pushes_across_token_rotations_and_falls_back_to_the_credentia
 #[tokio::test]
 async fn healthcheck_is_zero_only_while_the_api_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let api = common::Api::start(common::env(dir.path(), None)).await;
+    let api = Api::start(BIN, api::env(dir.path(), None)).await;
     let mut env = api.env.clone();
     env.insert("PORT".into(), api.addr.port().to_string());
     let (code, _, logs) = run(&["healthcheck"], &env).await;

@@ -2,14 +2,15 @@
 //! against the LLM stand-in, the chat and task streams with a real client,
 //! cancellation on disconnect, and tasks cut off by a crash.
 
-mod common;
-
-use common::{error_of, Api};
 use futures::{SinkExt, StreamExt};
 use llm_standin::{LlmStandIn, Reply};
+use penguin_test_support::api::{self, error_of, Api};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::{protocol::frame::coding::CloseCode, Message};
+
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_penguin-api");
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -33,7 +34,7 @@ async fn next_frame(socket: &mut Socket) -> Result<Value, Option<CloseCode>> {
 async fn execute_sync_runs_the_agent_with_tools_inside_the_policy() {
     let llm = LlmStandIn::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(common::env(dir.path(), Some(&llm))).await;
+    let api = Api::start(BIN, api::env(dir.path(), Some(&llm))).await;
     llm.push_reply(Reply::ToolCalls(vec![("list_files".into(), json!({}))]));
     llm.push_reply(Reply::ToolCalls(vec![
         ("read_file".into(), json!({"path": "README.md"})),
@@ -97,7 +98,7 @@ async fn execute_sync_runs_the_agent_with_tools_inside_the_policy() {
 async fn background_tasks_report_their_state_and_iteration_caps_hold() {
     let llm = LlmStandIn::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(common::env(dir.path(), Some(&llm))).await;
+    let api = Api::start(BIN, api::env(dir.path(), Some(&llm))).await;
     for _ in 0..10 {
         llm.push_reply(Reply::ToolCalls(vec![("list_files".into(), json!({}))]));
     }
@@ -127,7 +128,7 @@ async fn background_tasks_report_their_state_and_iteration_caps_hold() {
 async fn the_task_stream_sends_every_event_and_refuses_a_nameless_task() {
     let llm = LlmStandIn::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(common::env(dir.path(), Some(&llm))).await;
+    let api = Api::start(BIN, api::env(dir.path(), Some(&llm))).await;
 
     let mut socket = api.websocket("/api/v1/tasks/stream").await;
     socket
@@ -191,7 +192,7 @@ async fn the_task_stream_sends_every_event_and_refuses_a_nameless_task() {
 async fn the_chat_stream_serves_many_requests_per_connection() {
     let llm = LlmStandIn::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(common::env(dir.path(), Some(&llm))).await;
+    let api = Api::start(BIN, api::env(dir.path(), Some(&llm))).await;
     let mut socket = api.websocket("/api/v1/chat/stream").await;
     let long = "word ".repeat(200);
     llm.push_reply(Reply::Text(long.clone()));
@@ -264,7 +265,7 @@ async fn a_client_that_disconnects_cancels_the_upstream_stream() {
     let llm = LlmStandIn::start().await.unwrap();
     llm.set_chunk_delay(Duration::from_millis(100));
     let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(common::env(dir.path(), Some(&llm))).await;
+    let api = Api::start(BIN, api::env(dir.path(), Some(&llm))).await;
     llm.push_reply(Reply::Text("slow ".repeat(100)));
     let mut socket = api.websocket("/api/v1/chat/stream").await;
     socket
@@ -290,9 +291,9 @@ async fn a_client_that_disconnects_cancels_the_upstream_stream() {
 async fn a_task_cut_off_by_a_crash_is_marked_interrupted() {
     let llm = LlmStandIn::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut env = common::env(dir.path(), Some(&llm));
+    let mut env = api::env(dir.path(), Some(&llm));
     env.insert("PENGUIN_LLM_TIMEOUT_SECS".into(), "60".into());
-    let mut api = Api::start(env.clone()).await;
+    let mut api = Api::start(BIN, env.clone()).await;
     llm.push_reply(Reply::Hang);
     let (_, started) = api
         .post("/api/v1/tasks/execute", json!({"name": "stuck"}))
@@ -304,7 +305,7 @@ async fn a_task_cut_off_by_a_crash_is_marked_interrupted() {
         "the task never called the model"
     );
     api.process.kill().await;
-    let api = Api::start(env).await;
+    let api = Api::start(BIN, env).await;
     let (_, task) = api.get(&format!("/api/v1/tasks/{task_id}")).await;
     assert_eq!(task["state"], "interrupted", "{task}");
     assert!(task["log"].to_string().contains("interrupted"));
@@ -314,17 +315,17 @@ async fn a_task_cut_off_by_a_crash_is_marked_interrupted() {
 async fn sigterm_gives_running_tasks_the_grace_period_then_marks_them() {
     let llm = LlmStandIn::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut env = common::env(dir.path(), Some(&llm));
+    let mut env = api::env(dir.path(), Some(&llm));
     env.insert("PENGUIN_LLM_TIMEOUT_SECS".into(), "60".into());
     env.insert("PENGUIN_SHUTDOWN_GRACE_SECS".into(), "1".into());
-    let mut api = Api::start(env.clone()).await;
+    let mut api = Api::start(BIN, env.clone()).await;
     llm.push_reply(Reply::Hang);
     // A synchronous caller is waiting on the task when SIGTERM arrives.
     let url = api.url("/api/v1/tasks/execute-sync");
     let waiting = api
         .http
         .post(url)
-        .bearer_auth(common::KEY)
+        .bearer_auth(api::KEY)
         .json(&json!({"name": "slow"}))
         .send();
     let waiting = tokio::spawn(waiting);
@@ -349,7 +350,7 @@ async fn sigterm_gives_running_tasks_the_grace_period_then_marks_them() {
     let body: Value = answer.json().await.unwrap();
     assert_eq!(body["status"], "interrupted", "{body}");
 
-    let api = Api::start(env).await;
+    let api = Api::start(BIN, env).await;
     let task_id = body["task_metadata"]["task_id"].as_str().unwrap();
     assert_eq!(
         api.get(&format!("/api/v1/tasks/{task_id}")).await.1["state"],
@@ -361,7 +362,7 @@ async fn sigterm_gives_running_tasks_the_grace_period_then_marks_them() {
 async fn an_agentic_chat_turn_streams_progress_and_tool_frames() {
     let llm = LlmStandIn::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(common::env(dir.path(), Some(&llm))).await;
+    let api = Api::start(BIN, api::env(dir.path(), Some(&llm))).await;
     llm.push_reply(Reply::ToolCalls(vec![(
         "read_file".into(),
         json!({"path": "README.md"}),

@@ -2,12 +2,16 @@
 //! is accepted; the checks answer in order with the expected messages; a
 //! stored delivery survives a crash right after its 200.
 
-mod common;
-
-use common::{error_of, Api};
 use penguin_api_store::{DeliveryState, Store};
+use penguin_test_support::{
+    api::{self, error_of, Api},
+    deliveries,
+};
 use serde_json::Value;
 use std::time::Duration;
+
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_penguin-api");
 
 const SECRET: &str = "It's a Secret to Everybody";
 
@@ -18,20 +22,18 @@ async fn deliver(
     body: &[u8],
     secret: &str,
 ) -> (u16, Value) {
-    let mut request = api
-        .http
-        .post(api.url("/api/v1/integrations/github/webhook"))
-        .header("content-type", "application/json")
-        .header("X-GitHub-Event", event)
-        .header(
-            "X-Hub-Signature-256",
-            penguin_bot::signature::sign(secret.as_bytes(), body),
-        )
-        .body(body.to_vec());
-    if let Some(id) = delivery {
-        request = request.header("X-GitHub-Delivery", id);
-    }
-    let response = request.send().await.unwrap();
+    let response = deliveries::signed(
+        &api.http,
+        &api.url(""),
+        secret.as_bytes(),
+        event,
+        delivery,
+        body,
+    )
+    .header("content-type", "application/json")
+    .send()
+    .await
+    .unwrap();
     (
         response.status().as_u16(),
         response.json().await.unwrap_or(Value::Null),
@@ -39,7 +41,7 @@ async fn deliver(
 }
 
 fn webhook_env(dir: &std::path::Path) -> std::collections::HashMap<String, String> {
-    let mut env = common::env(dir, None);
+    let mut env = api::env(dir, None);
     env.insert("GITHUB_WEBHOOK_SECRET".into(), SECRET.into());
     env
 }
@@ -49,7 +51,7 @@ async fn every_public_example_payload_is_accepted() {
     let payloads = penguin_test_support::webhooks::all();
     assert!(payloads.len() >= 300, "only {} payloads", payloads.len());
     let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(webhook_env(dir.path())).await;
+    let api = Api::start(BIN, webhook_env(dir.path())).await;
     for (i, (event, payload)) in payloads.iter().enumerate() {
         let body = serde_json::to_vec(payload).unwrap();
         let (status, answer) =
@@ -94,7 +96,7 @@ async fn checks_answer_in_order_with_githubs_messages() {
     let dir = tempfile::tempdir().unwrap();
 
     // 1. No secret configured.
-    let api = Api::start(common::env(dir.path(), None)).await;
+    let api = Api::start(BIN, api::env(dir.path(), None)).await;
     let (status, body) = deliver(&api, "issue_comment", Some("d-1"), &payload, SECRET).await;
     assert_eq!(status, 500);
     assert_eq!(error_of(&body)["message"], "Webhook secret not configured");
@@ -102,7 +104,7 @@ async fn checks_answer_in_order_with_githubs_messages() {
 
     let mut env = webhook_env(dir.path());
     env.insert("GITHUB_REPOSITORY".into(), "someone/else".into());
-    let api = Api::start(env.clone()).await;
+    let api = Api::start(BIN, env.clone()).await;
     // 2. Signature missing or wrong (checked before anything is parsed).
     let (status, body) =
         deliver(&api, "issue_comment", Some("d-2"), &payload, "wrong secret").await;
@@ -163,7 +165,7 @@ async fn checks_answer_in_order_with_githubs_messages() {
     env.insert("GITHUB_WEBHOOK_SECRET".into(), "the-new-secret-0123".into());
     env.insert("GITHUB_WEBHOOK_SECRET_PREVIOUS".into(), SECRET.into());
     env.remove("GITHUB_REPOSITORY");
-    let api = Api::start(env).await;
+    let api = Api::start(BIN, env).await;
     let (status, _) = deliver(&api, "issue_comment", Some("d-rotated"), &payload, SECRET).await;
     assert_eq!(status, 200);
     let (status, _) = deliver(
@@ -181,7 +183,7 @@ async fn checks_answer_in_order_with_githubs_messages() {
 async fn a_delivery_acknowledged_before_a_crash_is_processed_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let env = webhook_env(dir.path());
-    let mut api = Api::start(env.clone()).await;
+    let mut api = Api::start(BIN, env.clone()).await;
     let body = br#"{"zen":"Design for failure.","hook_id":7}"#;
     let (status, _) = deliver(&api, "ping", Some("crash-1"), body, SECRET).await;
     assert_eq!(status, 200);
@@ -191,7 +193,7 @@ async fn a_delivery_acknowledged_before_a_crash_is_processed_after_restart() {
     let stored = store.get_delivery("crash-1").await.unwrap();
     assert_eq!(stored.payload, body.to_vec());
     drop(store);
-    let api = Api::start(env).await;
+    let api = Api::start(BIN, env).await;
     let store = Store::open(&api.data).await.unwrap();
     assert!(
         penguin_test_support::eventually(Duration::from_secs(10), || {
@@ -218,7 +220,7 @@ async fn secrets_can_come_from_files_instead_of_the_environment() {
         "file-key-0123456789abcdef\nsecond-key-0123456789abc\n",
     )
     .unwrap();
-    let mut env = common::env(dir.path(), None);
+    let mut env = api::env(dir.path(), None);
     env.remove("PENGUIN_API_KEYS");
     env.insert(
         "PENGUIN_API_KEYS_FILE".into(),
@@ -228,7 +230,7 @@ async fn secrets_can_come_from_files_instead_of_the_environment() {
         "GITHUB_WEBHOOK_SECRET_FILE".into(),
         secrets.join("webhook").display().to_string(),
     );
-    let api = Api::start(env.clone()).await;
+    let api = Api::start(BIN, env.clone()).await;
     // Both keys from the file work; the one in the environment is gone.
     for key in ["file-key-0123456789abcdef", "second-key-0123456789abc"] {
         let status = api
@@ -259,7 +261,7 @@ async fn secrets_can_come_from_files_instead_of_the_environment() {
         let mut bad = env.clone();
         bad.insert(var.into(), value.into());
         let mut process = penguin_test_support::process::ServiceProcess::spawn(
-            std::path::Path::new(common::BIN),
+            std::path::Path::new(BIN),
             &[],
             &bad,
         )

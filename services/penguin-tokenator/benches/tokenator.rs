@@ -4,17 +4,16 @@
 //! `cargo bench -p penguin-tokenator --bench tokenator` — prints its numbers;
 //! it asserts nothing. Everything runs on loopback against the GitHub stand-in.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use penguin_proto::tokenator::v1::{token_service_client::TokenServiceClient, GetTokenRequest};
-use penguin_test_support::{fixture, keys, process::ServiceProcess, GitHub};
-use std::{
-    path::Path,
-    time::{Duration, Instant},
+use penguin_test_support::{
+    fixture, keys,
+    tokenator::{self, HTTP_LISTENING},
+    GitHub,
 };
+use std::time::{Duration, Instant};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
+const BIN: &str = env!("CARGO_BIN_EXE_penguin-tokenator");
 const RUN: Duration = Duration::from_secs(5);
 
 struct Report {
@@ -82,7 +81,7 @@ async fn load(channels: Vec<Channel>, per_connection: usize, jwt: Option<String>
 async fn main() {
     let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut env = common::app_env(&github, dir.path());
+    let mut env = tokenator::app_env(&github, dir.path());
     std::fs::write(dir.path().join("jwks.json"), keys::jwks_json()).unwrap();
     std::fs::write(
         dir.path().join("policy.yaml"),
@@ -121,11 +120,8 @@ async fn main() {
     let mut mint_ms = Vec::new();
     for _ in 0..5 {
         let started = Instant::now();
-        let process = ServiceProcess::spawn(Path::new(common::BIN), &[], &env).unwrap();
-        let http = process
-            .bound_addr("HTTP (healthz, readyz, metrics) listening")
-            .await
-            .unwrap();
+        let process = tokenator::spawn(BIN, &[], &env);
+        let http = process.bound_addr(HTTP_LISTENING).await.unwrap();
         while !penguin_tokenator::client::ready(http).await {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -154,11 +150,8 @@ async fn main() {
         }
     );
 
-    let process = ServiceProcess::spawn(Path::new(common::BIN), &[], &env).unwrap();
-    let http = process
-        .bound_addr("HTTP (healthz, readyz, metrics) listening")
-        .await
-        .unwrap();
+    let process = tokenator::spawn(BIN, &[], &env);
+    let http = process.bound_addr(HTTP_LISTENING).await.unwrap();
     let grpc = process.bound_addr("gRPC listening on TCP").await.unwrap();
     while !penguin_tokenator::client::ready(http).await {
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -13,7 +13,6 @@ pub mod http;
 mod jwks_http;
 pub mod metrics;
 pub mod secret_file;
-pub mod watch;
 
 use broker::{TokenBroker, TokenSource};
 use config::{JwksSource, Settings, SourceSettings};
@@ -28,6 +27,7 @@ use penguin_github::{
     AppClient, AppKey, GitHubError, GitHubHttp, HttpSettings, KeyError, RetryPolicy, ServerClock,
 };
 use penguin_proto::tokenator::v1::{token_service_server::TokenServiceServer, FILE_DESCRIPTOR_SET};
+use penguin_reload::FileWatch;
 use secret_file::{keep_file, FileFormat};
 use std::{
     future::Future,
@@ -39,7 +39,6 @@ use std::{
     time::Duration,
 };
 use tokio::net::{TcpListener, UnixListener};
-use watch::FileWatch;
 
 /// How often a JWKS URL is fetched again.
 const JWKS_URL_REFRESH: Duration = Duration::from_secs(300);

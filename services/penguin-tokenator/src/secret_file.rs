@@ -2,8 +2,9 @@
 //! to the current default token even when someone else edits or deletes them
 //! (git's `credential reject` erases the line it thinks is bad).
 
-use crate::{metrics::Metrics, watch::FileWatch};
+use crate::metrics::Metrics;
 use penguin_github::InstallationToken;
+use penguin_reload::FileWatch;
 use std::{
     fs::{self, File},
     io::{self, Write},

@@ -1,13 +1,18 @@
 //! Start-up validation: bad settings exit 64 naming the variable; bad keys
 //! name the path and never print key material.
 
-mod common;
+use penguin_test_support::{
+    fixture,
+    tokenator::{self, Tokenator},
+    GitHub,
+};
+use std::{collections::HashMap, time::Duration};
 
-use penguin_test_support::{fixture, process::ServiceProcess, GitHub};
-use std::{collections::HashMap, path::Path, time::Duration};
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_penguin-tokenator");
 
 async fn exit_of(env: &HashMap<String, String>, args: &[&str]) -> (Option<i32>, String) {
-    let mut process = ServiceProcess::spawn(Path::new(common::BIN), args, env).unwrap();
+    let mut process = tokenator::spawn(BIN, args, env);
     let code = process.wait_exit(Duration::from_secs(10)).await;
     (code, process.logs())
 }
@@ -16,7 +21,7 @@ async fn exit_of(env: &HashMap<String, String>, args: &[&str]) -> (Option<i32>, 
 async fn missing_and_contradictory_settings_exit_64_naming_the_variable() {
     let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let base = common::app_env(&github, dir.path());
+    let base = tokenator::app_env(&github, dir.path());
 
     // (variable the error must name, changes: Some(value) sets, None removes)
     let app = [
@@ -71,7 +76,7 @@ async fn missing_and_contradictory_settings_exit_64_naming_the_variable() {
 async fn bad_key_files_are_named_and_never_quoted() {
     let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut env = common::app_env(&github, dir.path());
+    let mut env = tokenator::app_env(&github, dir.path());
 
     env.insert(
         "GITHUB_APP_PRIVATE_KEY_PATH".into(),
@@ -142,30 +147,30 @@ async fn help_lists_every_variable_and_hides_secret_values() {
 #[tokio::test]
 async fn sigterm_drains_and_removes_the_socket() {
     let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
-    let mut pod = common::Pod::start(github, |env, _| {
+    let mut tokenator = Tokenator::start(BIN, &github, |env, _| {
         env.insert("PENGUIN_TOKENATOR_LOG_FORMAT".into(), "json".into());
     })
     .await;
-    pod.wait_ready().await;
-    assert!(pod.socket.exists());
+    tokenator.wait_ready().await;
+    assert!(tokenator.socket.exists());
     assert_eq!(
-        pod.process.terminate(Duration::from_secs(10)).await,
+        tokenator.process.terminate(Duration::from_secs(10)).await,
         Some(0)
     );
-    assert!(!pod.socket.exists());
-    let logs = pod.process.logs();
+    assert!(!tokenator.socket.exists());
+    let logs = tokenator.process.logs();
     assert!(
         logs.lines()
             .any(|l| l.starts_with('{') && l.contains("\"message\":\"shutting down")),
         "{logs}"
     );
-    pod.assert_no_token_in_logs();
+    tokenator.assert_no_token_in_logs(&github);
 }
 
 #[tokio::test]
 async fn a_stale_socket_is_replaced_but_another_file_in_the_way_is_refused() {
     let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
-    let pod = common::Pod::start(github, |env, _| {
+    let tokenator = Tokenator::start(BIN, &github, |env, _| {
         // A previous run died without removing its socket.
         let socket = std::path::PathBuf::from(&env["PENGUIN_TOKENATOR_SOCKET"]);
         std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
@@ -173,11 +178,11 @@ async fn a_stale_socket_is_replaced_but_another_file_in_the_way_is_refused() {
         assert!(socket.exists());
     })
     .await;
-    pod.wait_ready().await;
-    assert!(pod.default_token().await.token.starts_with("ghs_"));
+    tokenator.wait_ready().await;
+    assert!(tokenator.default_token().await.token.starts_with("ghs_"));
 
     let dir = tempfile::tempdir().unwrap();
-    let mut env = common::app_env(&pod.github, dir.path());
+    let mut env = tokenator::app_env(&github, dir.path());
     let in_the_way = dir.path().join("not-a-socket");
     std::fs::write(&in_the_way, "important data").unwrap();
     env.insert(
@@ -197,7 +202,7 @@ async fn a_stale_socket_is_replaced_but_another_file_in_the_way_is_refused() {
 #[tokio::test]
 async fn a_key_written_by_another_container_within_the_wait_is_used() {
     let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
-    let pod = common::Pod::start(github, |env, dir| {
+    let tokenator = Tokenator::start(BIN, &github, |env, dir| {
         // The key volume is filled a second after the tokenator starts.
         let late = dir.join("late/github-app.pem");
         env.insert(
@@ -212,16 +217,19 @@ async fn a_key_written_by_another_container_within_the_wait_is_used() {
         });
     })
     .await;
-    pod.wait_ready().await;
-    assert!(pod.process.logs().contains("waiting for the App key file"));
-    assert!(pod.default_token().await.token.starts_with("ghs_"));
+    tokenator.wait_ready().await;
+    assert!(tokenator
+        .process
+        .logs()
+        .contains("waiting for the App key file"));
+    assert!(tokenator.default_token().await.token.starts_with("ghs_"));
 }
 
 #[tokio::test]
 async fn a_key_that_never_comes_fails_after_the_wait_naming_the_path() {
     let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut env = common::app_env(&github, dir.path());
+    let mut env = tokenator::app_env(&github, dir.path());
     let missing = dir.path().join("never/github-app.pem");
     env.insert(
         "GITHUB_APP_PRIVATE_KEY_PATH".into(),

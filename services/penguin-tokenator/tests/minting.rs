@@ -1,17 +1,17 @@
 //! Minting, caching, down-scoping, single-flight, revocation and App info,
 //! against the GitHub stand-in.
 
-mod common;
-
-use common::Pod;
 use futures::future::join_all;
 use penguin_proto::tokenator::v1::{
     installation_selector::Target, GetAppInfoRequest, GetTokenRequest, InstallationSelector,
     RevokeTokenRequest,
 };
-use penguin_test_support::{GitHub, INSTALLATION_ID};
+use penguin_test_support::{tokenator::Tokenator, GitHub, INSTALLATION_ID};
 use std::{collections::HashMap, os::unix::fs::PermissionsExt, time::Duration};
 use tonic::Code;
+
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_penguin-tokenator");
 
 fn scoped(repos: &[&str], perms: &[(&str, &str)]) -> GetTokenRequest {
     GetTokenRequest {
@@ -26,16 +26,13 @@ fn scoped(repos: &[&str], perms: &[(&str, &str)]) -> GetTokenRequest {
 
 #[tokio::test]
 async fn default_token_is_served_written_and_cached() {
-    let pod = Pod::start(
-        GitHub::start(Duration::from_secs(3600)).await.unwrap(),
-        |_, _| {},
-    )
-    .await;
-    pod.wait_ready().await;
+    let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
+    let tokenator = Tokenator::start(BIN, &github, |_, _| {}).await;
+    tokenator.wait_ready().await;
 
-    let answer = pod.default_token().await;
+    let answer = tokenator.default_token().await;
     assert!(answer.token.starts_with("ghs_"));
-    assert!(pod.github.standin.is_token_live(&answer.token));
+    assert!(github.standin.is_token_live(&answer.token));
     assert_eq!(answer.installation_id, INSTALLATION_ID);
     assert_eq!(
         answer.permissions.get("contents").map(String::as_str),
@@ -53,16 +50,16 @@ async fn default_token_is_served_written_and_cached() {
     );
 
     // The credentials file holds exactly the default token, mode 0600.
-    let line = pod.credentials_line();
+    let line = tokenator.credentials_line();
     assert_eq!(
         line,
         format!(
             "http://x-access-token:{}@{}\n",
             answer.token,
-            pod.github.standin.addr()
+            github.standin.addr()
         )
     );
-    let mode = std::fs::metadata(&pod.credentials)
+    let mode = std::fs::metadata(&tokenator.credentials)
         .unwrap()
         .permissions()
         .mode()
@@ -71,11 +68,11 @@ async fn default_token_is_served_written_and_cached() {
 
     // Cached: many calls, one mint.
     for _ in 0..20 {
-        assert_eq!(pod.default_token().await.token, answer.token);
+        assert_eq!(tokenator.default_token().await.token, answer.token);
     }
-    assert_eq!(pod.github.standin.mint_requests().len(), 1);
+    assert_eq!(github.standin.mint_requests().len(), 1);
 
-    let (status, metrics) = pod.http_get("/metrics").await;
+    let (status, metrics) = tokenator.http_get("/metrics").await;
     assert_eq!(status, 200);
     assert!(
         metrics.contains("penguin_tokenator_mints_total{result=\"ok\"} 1"),
@@ -86,26 +83,24 @@ async fn default_token_is_served_written_and_cached() {
         .contains("penguin_tokenator_grpc_requests_total{method=\"GetToken\",code=\"Ok\"} 21"));
     assert!(metrics.contains("penguin_tokenator_github_rate_limit_remaining"));
     assert!(!metrics.contains(&answer.token));
-    assert_eq!(pod.http_get("/healthz").await.0, 200);
-    pod.assert_no_token_in_logs();
+    assert_eq!(tokenator.http_get("/healthz").await.0, 200);
+    tokenator.assert_no_token_in_logs(&github);
 }
 
 #[tokio::test]
 async fn scoped_tokens_are_down_scoped_cached_and_minted_once_under_load() {
-    let pod = Pod::start(
-        GitHub::start(Duration::from_secs(3600)).await.unwrap(),
-        |_, _| {},
-    )
-    .await;
-    pod.wait_ready().await;
+    let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
+    let tokenator = Tokenator::start(BIN, &github, |_, _| {}).await;
+    tokenator.wait_ready().await;
     let request = scoped(&["hello-world"], &[("contents", "read")]);
 
     // 32 concurrent callers for a new scope: one mint (single-flight).
     let calls = (0..32).map(|_| {
-        let pod = &pod;
+        let tokenator = &tokenator;
         let request = request.clone();
         async move {
-            pod.client()
+            tokenator
+                .client()
                 .await
                 .get_token(request)
                 .await
@@ -116,7 +111,7 @@ async fn scoped_tokens_are_down_scoped_cached_and_minted_once_under_load() {
     let answers = join_all(calls).await;
     let first = &answers[0].token;
     assert!(answers.iter().all(|a| &a.token == first));
-    let mints = pod.github.standin.mint_requests();
+    let mints = github.standin.mint_requests();
     assert_eq!(mints.len(), 2, "default + one scoped mint: {mints:?}");
     let scoped_mint = &mints[1];
     assert_eq!(
@@ -137,10 +132,10 @@ async fn scoped_tokens_are_down_scoped_cached_and_minted_once_under_load() {
         answers[0].permissions,
         HashMap::from([("contents".to_string(), "read".to_string())])
     );
-    assert_ne!(first, &pod.default_token().await.token);
+    assert_ne!(first, &tokenator.default_token().await.token);
 
     // Over-scoped requests get GitHub's 422 as INVALID_ARGUMENT with the reason.
-    let err = pod
+    let err = tokenator
         .client()
         .await
         .get_token(scoped(&["hello-world"], &[("administration", "write")]))
@@ -149,22 +144,22 @@ async fn scoped_tokens_are_down_scoped_cached_and_minted_once_under_load() {
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     assert!(err.message().contains("422"), "{}", err.message());
     // Malformed scopes never reach GitHub.
-    let before = pod.github.standin.mint_requests().len();
-    let err = pod
+    let before = github.standin.mint_requests().len();
+    let err = tokenator
         .client()
         .await
         .get_token(scoped(&["a b"], &[]))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    let err = pod
+    let err = tokenator
         .client()
         .await
         .get_token(scoped(&[], &[("contents", "own")]))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert_eq!(pod.github.standin.mint_requests().len(), before);
+    assert_eq!(github.standin.mint_requests().len(), before);
 
     // Installations by id and by repository.
     let by_repo = GetTokenRequest {
@@ -173,7 +168,7 @@ async fn scoped_tokens_are_down_scoped_cached_and_minted_once_under_load() {
         }),
         ..scoped(&[], &[("metadata", "read")])
     };
-    let answer = pod
+    let answer = tokenator
         .client()
         .await
         .get_token(by_repo)
@@ -187,25 +182,27 @@ async fn scoped_tokens_are_down_scoped_cached_and_minted_once_under_load() {
         }),
         ..Default::default()
     };
-    let err = pod.client().await.get_token(unknown).await.unwrap_err();
+    let err = tokenator
+        .client()
+        .await
+        .get_token(unknown)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
     assert!(
         err.message().contains("GITHUB_APP_INSTALLATION_ID"),
         "{}",
         err.message()
     );
-    pod.assert_no_token_in_logs();
+    tokenator.assert_no_token_in_logs(&github);
 }
 
 #[tokio::test]
 async fn revoke_drops_scoped_tokens_and_refuses_the_default() {
-    let pod = Pod::start(
-        GitHub::start(Duration::from_secs(3600)).await.unwrap(),
-        |_, _| {},
-    )
-    .await;
-    pod.wait_ready().await;
-    let mut client = pod.client().await;
+    let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
+    let tokenator = Tokenator::start(BIN, &github, |_, _| {}).await;
+    tokenator.wait_ready().await;
+    let mut client = tokenator.client().await;
     let scoped_token = client
         .get_token(scoped(&["hello-world"], &[("contents", "write")]))
         .await
@@ -218,8 +215,8 @@ async fn revoke_drops_scoped_tokens_and_refuses_the_default() {
         })
         .await
         .unwrap();
-    assert!(!pod.github.standin.is_token_live(&scoped_token));
-    assert!(pod.github.standin.revoked_tokens().contains(&scoped_token));
+    assert!(!github.standin.is_token_live(&scoped_token));
+    assert!(github.standin.revoked_tokens().contains(&scoped_token));
     // The next request for that scope mints a new one.
     let again = client
         .get_token(scoped(&["hello-world"], &[("contents", "write")]))
@@ -229,7 +226,7 @@ async fn revoke_drops_scoped_tokens_and_refuses_the_default() {
         .token;
     assert_ne!(again, scoped_token);
 
-    let default = pod.default_token().await.token;
+    let default = tokenator.default_token().await.token;
     let err = client
         .revoke_token(RevokeTokenRequest {
             token: default.clone(),
@@ -237,7 +234,7 @@ async fn revoke_drops_scoped_tokens_and_refuses_the_default() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(pod.github.standin.is_token_live(&default));
+    assert!(github.standin.is_token_live(&default));
     let err = client
         .revoke_token(RevokeTokenRequest {
             token: String::new(),
@@ -245,18 +242,15 @@ async fn revoke_drops_scoped_tokens_and_refuses_the_default() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    pod.assert_no_token_in_logs();
+    tokenator.assert_no_token_in_logs(&github);
 }
 
 #[tokio::test]
 async fn app_info_health_and_reflection_answer() {
-    let pod = Pod::start(
-        GitHub::start(Duration::from_secs(3600)).await.unwrap(),
-        |_, _| {},
-    )
-    .await;
-    pod.wait_ready().await;
-    let info = pod
+    let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
+    let tokenator = Tokenator::start(BIN, &github, |_, _| {}).await;
+    tokenator.wait_ready().await;
+    let info = tokenator
         .client()
         .await
         .get_app_info(GetAppInfoRequest {})
@@ -275,7 +269,7 @@ async fn app_info_health_and_reflection_answer() {
         )
     );
 
-    let channel = penguin_tokenator::client::connect_unix(&pod.socket)
+    let channel = penguin_tokenator::client::connect_unix(&tokenator.socket)
         .await
         .unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
@@ -318,38 +312,38 @@ async fn app_info_health_and_reflection_answer() {
         names.contains(&"penguin.tokenator.v1.TokenService"),
         "{names:?}"
     );
-    pod.assert_no_token_in_logs();
+    tokenator.assert_no_token_in_logs(&github);
 }
 
 #[tokio::test]
 async fn deleted_installation_drops_cached_tokens_and_readiness() {
     let github = GitHub::start(Duration::from_secs(4)).await.unwrap();
-    let pod = Pod::start(github, |_, _| {}).await;
-    pod.wait_ready().await;
-    let scoped_answer = pod
+    let tokenator = Tokenator::start(BIN, &github, |_, _| {}).await;
+    tokenator.wait_ready().await;
+    let scoped_answer = tokenator
         .client()
         .await
         .get_token(scoped(&["hello-world"], &[("contents", "read")]))
         .await
         .unwrap();
     assert!(!scoped_answer.into_inner().token.is_empty());
-    pod.github.standin.delete_installation(INSTALLATION_ID);
+    github.standin.delete_installation(INSTALLATION_ID);
     // The next refresh (within ~2 s) learns the installation is gone.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while pod.ready().await {
+    while tokenator.ready().await {
         assert!(
             tokio::time::Instant::now() < deadline,
             "still ready:\n{}",
-            pod.process.logs()
+            tokenator.process.logs()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let err = pod
+    let err = tokenator
         .client()
         .await
         .get_token(scoped(&["hello-world"], &[("contents", "read")]))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
-    pod.assert_no_token_in_logs();
+    tokenator.assert_no_token_in_logs(&github);
 }

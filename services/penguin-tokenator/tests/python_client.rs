@@ -3,12 +3,12 @@
 //! sends the percent-encoded socket path as `:authority`. TCP keeps h2's
 //! authority checks.
 
-mod common;
-
-use common::Pod;
-use penguin_test_support::GitHub;
+use penguin_test_support::{tokenator::Tokenator, GitHub};
 use serde_json::Value;
 use std::{path::PathBuf, time::Duration};
+
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_penguin-tokenator");
 
 /// The Python that has `tests/python/requirements.txt` installed.
 fn python() -> PathBuf {
@@ -26,13 +26,13 @@ fn python() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_default_python_grpcio_client_uses_the_unix_socket() {
     let github = GitHub::start(Duration::from_secs(4)).await.unwrap();
-    let pod = Pod::start(github, |_, _| {}).await;
-    pod.wait_ready().await;
+    let tokenator = Tokenator::start(BIN, &github, |_, _| {}).await;
+    tokenator.wait_ready().await;
     let root = penguin_test_support::workspace_root();
     let output = tokio::process::Command::new(python())
         .arg(root.join("tests/python/tokenator_client.py"))
         .arg(root.join("proto"))
-        .arg(&pod.socket)
+        .arg(&tokenator.socket)
         .output()
         .await
         .expect("python runs");
@@ -42,7 +42,7 @@ async fn a_default_python_grpcio_client_uses_the_unix_socket() {
         "the Python client failed ({}):\n{stdout}\n{}\n{}",
         output.status,
         String::from_utf8_lossy(&output.stderr),
-        pod.process.logs()
+        tokenator.process.logs()
     );
     let results: Vec<Value> = stdout
         .lines()
@@ -50,7 +50,7 @@ async fn a_default_python_grpcio_client_uses_the_unix_socket() {
         .collect();
     let by_call =
         |call: &str| -> Vec<&Value> { results.iter().filter(|r| r["call"] == call).collect() };
-    let issued = pod.github.standin.tokens_issued();
+    let issued = github.standin.tokens_issued();
 
     let token = by_call("GetToken")[0]["token"].as_str().unwrap();
     assert!(issued.iter().any(|t| t == token), "GetToken: {token:?}");
@@ -72,7 +72,7 @@ async fn a_default_python_grpcio_client_uses_the_unix_socket() {
             && services.contains("grpc.health.v1.Health"),
         "{services}"
     );
-    pod.assert_no_token_in_logs();
+    tokenator.assert_no_token_in_logs(&github);
 }
 
 /// TCP keeps h2's authority check: a socket path as `:authority` is reset
@@ -81,7 +81,7 @@ async fn a_default_python_grpcio_client_uses_the_unix_socket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_keeps_the_authority_check() {
     let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
-    let pod = Pod::start(github, |env, dir| {
+    let tokenator = Tokenator::start(BIN, &github, |env, dir| {
         std::fs::write(
             dir.join("jwks.json"),
             penguin_test_support::keys::jwks_json(),
@@ -110,12 +110,12 @@ async fn tcp_keeps_the_authority_check() {
         env.extend(vars.into_iter().map(|(k, v)| (k.to_string(), v)));
     })
     .await;
-    let addr = pod
+    let addr = tokenator
         .process
         .bound_addr("gRPC listening on TCP")
         .await
         .expect("TCP listener");
-    pod.wait_ready().await;
+    tokenator.wait_ready().await;
     let root = penguin_test_support::workspace_root();
     let output = tokio::process::Command::new(python())
         .arg(root.join("tests/python/tokenator_client.py"))

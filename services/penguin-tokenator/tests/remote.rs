@@ -1,15 +1,13 @@
 //! The TCP listener: TLS, ServiceAccount JWTs verified against a JWKS, and
 //! the caller policy.
 
-mod common;
-
-use common::Pod;
 use penguin_proto::tokenator::v1::{
     token_service_client::TokenServiceClient, GetTokenRequest, WatchTokenRequest,
 };
 use penguin_test_support::{
     fixture,
     keys::{jwks_json, SaToken},
+    tokenator::{self, Tokenator},
     GitHub,
 };
 use std::{collections::HashMap, time::Duration};
@@ -18,6 +16,9 @@ use tonic::{
     Code, Request,
 };
 
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_penguin-tokenator");
+
 const POLICY: &str = r#"
 rules:
   - subjects: ["system:serviceaccount:agents:runner-*"]
@@ -25,9 +26,9 @@ rules:
     permissions: {contents: write, pull_requests: write}
 "#;
 
-async fn remote_pod() -> (Pod, Channel) {
+async fn remote_pod() -> (GitHub, Tokenator, Channel) {
     let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
-    let pod = Pod::start(github, |env, dir| {
+    let tokenator = Tokenator::start(BIN, &github, |env, dir| {
         std::fs::write(dir.join("jwks.json"), jwks_json()).unwrap();
         let jwks = dir.join("jwks.json").display().to_string();
         caller_auth_env(env, dir, ("PENGUIN_TOKENATOR_JWKS_FILE", jwks));
@@ -47,12 +48,12 @@ async fn remote_pod() -> (Pod, Channel) {
         env.extend(vars.into_iter().map(|(k, v)| (k.to_string(), v)));
     })
     .await;
-    let addr = pod
+    let addr = tokenator
         .process
         .bound_addr("gRPC listening on TCP")
         .await
         .expect("TCP listener");
-    pod.wait_ready().await;
+    tokenator.wait_ready().await;
     let ca = Certificate::from_pem(std::fs::read(fixture("tls-ca.pem")).unwrap());
     let channel = Channel::from_shared(format!("https://localhost:{}", addr.port()))
         .unwrap()
@@ -65,7 +66,7 @@ async fn remote_pod() -> (Pod, Channel) {
         .connect()
         .await
         .expect("TLS connect");
-    (pod, channel)
+    (github, tokenator, channel)
 }
 
 fn with_jwt<T>(message: T, jwt: &str) -> Request<T> {
@@ -78,7 +79,7 @@ fn with_jwt<T>(message: T, jwt: &str) -> Request<T> {
 
 #[tokio::test]
 async fn tcp_callers_are_authenticated_and_held_to_the_policy() {
-    let (pod, channel) = remote_pod().await;
+    let (github, tokenator, channel) = remote_pod().await;
     let mut client = TokenServiceClient::new(channel.clone());
     let runner = "system:serviceaccount:agents:runner-1";
 
@@ -99,7 +100,7 @@ async fn tcp_callers_are_authenticated_and_held_to_the_policy() {
             ("pull_requests".to_string(), "write".to_string())
         ])
     );
-    assert!(pod.github.standin.is_token_live(&answer.token));
+    assert!(github.standin.is_token_live(&answer.token));
     // Narrower is fine.
     let narrower = GetTokenRequest {
         permissions: HashMap::from([("contents".to_string(), "read".to_string())]),
@@ -222,15 +223,17 @@ async fn tcp_callers_are_authenticated_and_held_to_the_policy() {
     );
 
     // Each issuance is audited by caller and token hash, never the token.
-    let logs = pod.process.logs();
+    let logs = tokenator.process.logs();
     assert!(
         logs.contains("token issued") && logs.contains(runner),
         "no audit line"
     );
     assert!(logs.contains("token_sha256"));
     // The caller's JWT never reaches the logs either.
-    pod.process.assert_no_leak(&[SaToken::valid(runner).sign()]);
-    pod.assert_no_token_in_logs();
+    tokenator
+        .process
+        .assert_no_leak(&[SaToken::valid(runner).sign()]);
+    tokenator.assert_no_token_in_logs(&github);
 }
 
 #[tokio::test]
@@ -239,7 +242,7 @@ async fn plaintext_tcp_needs_the_explicit_opt_in() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("jwks.json"), jwks_json()).unwrap();
     std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
-    let mut env = common::app_env(&github, dir.path());
+    let mut env = tokenator::app_env(&github, dir.path());
     env.insert(
         "PENGUIN_TOKENATOR_JWKS_FILE".into(),
         dir.path().join("jwks.json").display().to_string(),
@@ -250,12 +253,7 @@ async fn plaintext_tcp_needs_the_explicit_opt_in() {
         "PENGUIN_TOKENATOR_POLICY_FILE".into(),
         dir.path().join("policy.yaml").display().to_string(),
     );
-    let mut process = penguin_test_support::process::ServiceProcess::spawn(
-        std::path::Path::new(common::BIN),
-        &[],
-        &env,
-    )
-    .unwrap();
+    let mut process = tokenator::spawn(BIN, &[], &env);
     assert_eq!(process.wait_exit(Duration::from_secs(10)).await, Some(64));
     assert!(
         process.logs().contains("PENGUIN_TOKENATOR_TLS_CERT"),
@@ -264,12 +262,7 @@ async fn plaintext_tcp_needs_the_explicit_opt_in() {
     );
 
     env.insert("PENGUIN_TOKENATOR_GRPC_PLAINTEXT".into(), "true".into());
-    let process = penguin_test_support::process::ServiceProcess::spawn(
-        std::path::Path::new(common::BIN),
-        &[],
-        &env,
-    )
-    .unwrap();
+    let process = tokenator::spawn(BIN, &[], &env);
     let addr = process
         .bound_addr("gRPC listening on TCP")
         .await
@@ -340,16 +333,16 @@ fn jwks_url_env(env: &mut HashMap<String, String>, dir: &std::path::Path, url: S
 async fn the_jwks_can_come_from_a_url() {
     let jwks = serve_json(jwks_json()).await;
     let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
-    let pod = Pod::start(github, |env, dir| {
+    let tokenator = Tokenator::start(BIN, &github, |env, dir| {
         jwks_url_env(env, dir, format!("http://{jwks}/openid/v1/jwks"));
     })
     .await;
-    let addr = pod
+    let addr = tokenator
         .process
         .bound_addr("gRPC listening on TCP")
         .await
         .expect("TCP listener");
-    pod.wait_ready().await;
+    tokenator.wait_ready().await;
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -365,7 +358,7 @@ async fn the_jwks_can_come_from_a_url() {
         .await
         .expect("a JWT verified with keys fetched from the URL")
         .into_inner();
-    assert!(pod.github.standin.is_token_live(&answer.token));
+    assert!(github.standin.is_token_live(&answer.token));
     let forged = SaToken {
         key_fixture: "other-app-key.pkcs8.pem",
         ..SaToken::valid(runner)
@@ -375,13 +368,13 @@ async fn the_jwks_can_come_from_a_url() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
-    pod.assert_no_token_in_logs();
+    tokenator.assert_no_token_in_logs(&github);
 }
 
 #[tokio::test]
 async fn a_renewed_tls_certificate_is_served_without_a_restart() {
-    let (pod, _) = remote_pod().await;
-    let addr = pod
+    let (_github, tokenator, _) = remote_pod().await;
+    let addr = tokenator
         .process
         .bound_addr("gRPC listening on TCP")
         .await
@@ -405,12 +398,13 @@ async fn a_renewed_tls_certificate_is_served_without_a_restart() {
     );
     // cert-manager renews in place: both files are rewritten.
     let (cert, key) = (
-        pod.dir.path().join("tls-cert.pem"),
-        pod.dir.path().join("tls-key.pem"),
+        tokenator.dir.path().join("tls-cert.pem"),
+        tokenator.dir.path().join("tls-key.pem"),
     );
     std::fs::copy(fixture("tls2-key.pem"), &key).unwrap();
     std::fs::copy(fixture("tls2-cert.pem"), &cert).unwrap();
-    pod.process
+    tokenator
+        .process
         .wait_for_log("TLS certificate reloaded", Duration::from_secs(15))
         .await
         .expect("reloaded");
@@ -494,7 +488,7 @@ async fn the_clusters_jwks_is_fetched_with_its_ca_and_the_service_account_token(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (jwks, refused) = serve_jwks_like_the_api_server(jwks_json(), "sa-token-0123").await;
     let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
-    let pod = Pod::start(github, |env, dir| {
+    let tokenator = Tokenator::start(BIN, &github, |env, dir| {
         jwks_url_env(
             env,
             dir,
@@ -511,12 +505,12 @@ async fn the_clusters_jwks_is_fetched_with_its_ca_and_the_service_account_token(
         );
     })
     .await;
-    let addr = pod
+    let addr = tokenator
         .process
         .bound_addr("gRPC listening on TCP")
         .await
-        .unwrap_or_else(|| panic!("no TCP listener:\n{}", pod.process.logs()));
-    pod.wait_ready().await;
+        .unwrap_or_else(|| panic!("no TCP listener:\n{}", tokenator.process.logs()));
+    tokenator.wait_ready().await;
     assert_eq!(refused.load(std::sync::atomic::Ordering::SeqCst), 0);
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
@@ -531,21 +525,16 @@ async fn the_clusters_jwks_is_fetched_with_its_ca_and_the_service_account_token(
         .await
         .expect("a JWT verified with the cluster's keys")
         .into_inner();
-    assert!(pod.github.standin.is_token_live(&answer.token));
+    assert!(github.standin.is_token_live(&answer.token));
     assert!(
-        !pod.process.logs().contains("sa-token-0123"),
+        !tokenator.process.logs().contains("sa-token-0123"),
         "the SA token was logged"
     );
 
     // Without the CA the server's certificate is not trusted: start fails, saying why.
-    let mut env = pod.env.clone();
+    let mut env = tokenator.env.clone();
     env.remove("PENGUIN_TOKENATOR_JWKS_CA_FILE");
-    let mut process = penguin_test_support::process::ServiceProcess::spawn(
-        std::path::Path::new(common::BIN),
-        &[],
-        &env,
-    )
-    .unwrap();
+    let mut process = tokenator::spawn(BIN, &[], &env);
     let code = process.wait_exit(Duration::from_secs(20)).await;
     assert_ne!(code, Some(0), "{}", process.logs());
     assert!(

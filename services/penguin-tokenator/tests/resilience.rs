@@ -1,36 +1,36 @@
 //! GitHub misbehaving: outages, 5xx, rate limits, replication lag, a skewed
 //! clock; key rotation by Kubernetes-style symlink swap; the fallback token file.
 
-mod common;
-
-use common::Pod;
 use github_standin::Fault;
-use penguin_test_support::{fixture, GitHub};
+use penguin_test_support::{fixture, tokenator::Tokenator, GitHub};
 use std::{path::Path, time::Duration};
+
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_penguin-tokenator");
 
 #[tokio::test]
 async fn outage_keeps_serving_the_valid_token_and_readiness_follows_validity() {
     let github = GitHub::start(Duration::from_secs(6)).await.unwrap();
-    let pod = Pod::start(github, |_, _| {}).await;
-    pod.wait_ready().await;
-    let before = pod.default_token().await.token;
-    pod.github.standin.set_down(true);
-    // While the token is valid (beyond its margin) it is still served and the pod is ready.
+    let tokenator = Tokenator::start(BIN, &github, |_, _| {}).await;
+    tokenator.wait_ready().await;
+    let before = tokenator.default_token().await.token;
+    github.standin.set_down(true);
+    // While the token is valid (beyond its margin) it is still served and the tokenator is ready.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(pod.ready().await);
-    assert_eq!(pod.default_token().await.token, before);
+    assert!(tokenator.ready().await);
+    assert_eq!(tokenator.default_token().await.token, before);
     // Once it enters its safety margin with no replacement: not ready, and GetToken says why.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
-    while pod.ready().await {
+    while tokenator.ready().await {
         assert!(
             tokio::time::Instant::now() < deadline,
             "still ready with an expiring token"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (status, body) = pod.http_get("/readyz").await;
+    let (status, body) = tokenator.http_get("/readyz").await;
     assert_eq!((status, body.as_str()), (503, "no valid default token\n"));
-    let err = pod
+    let err = tokenator
         .client()
         .await
         .get_token(penguin_proto::tokenator::v1::GetTokenRequest::default())
@@ -38,18 +38,10 @@ async fn outage_keeps_serving_the_valid_token_and_readiness_follows_validity() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
     // GitHub returns: the refresher recovers on its own.
-    pod.github.standin.set_down(false);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !pod.ready().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "did not recover:\n{}",
-            pod.process.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_ne!(pod.default_token().await.token, before);
-    pod.assert_no_token_in_logs();
+    github.standin.set_down(false);
+    tokenator.wait_ready_within(Duration::from_secs(20)).await;
+    assert_ne!(tokenator.default_token().await.token, before);
+    tokenator.assert_no_token_in_logs(&github);
 }
 
 #[tokio::test]
@@ -63,10 +55,9 @@ async fn transient_errors_and_rate_limits_are_retried_with_backoff() {
         },
     );
     let started = std::time::Instant::now();
-    let pod = Pod::start(github, |_, _| {}).await;
-    pod.wait_ready().await;
-    let statuses: Vec<u16> = pod
-        .github
+    let tokenator = Tokenator::start(BIN, &github, |_, _| {}).await;
+    tokenator.wait_ready().await;
+    let statuses: Vec<u16> = github
         .standin
         .mint_requests()
         .iter()
@@ -77,14 +68,14 @@ async fn transient_errors_and_rate_limits_are_retried_with_backoff() {
     assert!(started.elapsed() >= Duration::from_secs(1));
 
     // A primary rate limit with a reset far away: no hammering; the caller hears why.
-    pod.github.standin.fail_next_mints(
+    github.standin.fail_next_mints(
         50,
         Fault::PrimaryRateLimit {
             reset_in_secs: 3600,
         },
     );
-    let before = pod.github.standin.mint_requests().len();
-    let err = pod
+    let before = github.standin.mint_requests().len();
+    let err = tokenator
         .client()
         .await
         .get_token(penguin_proto::tokenator::v1::GetTokenRequest {
@@ -96,11 +87,11 @@ async fn transient_errors_and_rate_limits_are_retried_with_backoff() {
     assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("rate limit"), "{}", err.message());
     assert_eq!(
-        pod.github.standin.mint_requests().len(),
+        github.standin.mint_requests().len(),
         before + 1,
         "one attempt, no hammering"
     );
-    pod.assert_no_token_in_logs();
+    tokenator.assert_no_token_in_logs(&github);
 }
 
 #[tokio::test]
@@ -111,22 +102,22 @@ async fn replication_lag_is_waited_out_before_a_token_is_published() {
     })
     .await
     .unwrap();
-    let pod = Pod::start(github, |_, _| {}).await;
-    pod.wait_ready().await;
+    let tokenator = Tokenator::start(BIN, &github, |_, _| {}).await;
+    tokenator.wait_ready().await;
     // Every token we are handed works at once, across rotations.
     let mut seen = std::collections::HashSet::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(9);
     while tokio::time::Instant::now() < deadline {
-        let token = pod.default_token().await.token;
+        let token = tokenator.default_token().await.token;
         assert!(
-            pod.github.standin.is_token_live(&token),
+            github.standin.is_token_live(&token),
             "a lagging token was handed out"
         );
         seen.insert(token);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(seen.len() >= 3, "only {} rotations", seen.len());
-    pod.assert_no_token_in_logs();
+    tokenator.assert_no_token_in_logs(&github);
 }
 
 #[tokio::test]
@@ -136,9 +127,9 @@ async fn a_skewed_local_clock_is_corrected_from_githubs_date_header() {
     let github = GitHub::start_with(|c| c.clock_skew_secs = 1200)
         .await
         .unwrap();
-    let pod = Pod::start(github, |_, _| {}).await;
-    pod.wait_ready().await;
-    let answer = pod.default_token().await;
+    let tokenator = Tokenator::start(BIN, &github, |_, _| {}).await;
+    tokenator.wait_ready().await;
+    let answer = tokenator.default_token().await;
     // expires_at is mapped onto our clock: about an hour from our now.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -150,10 +141,10 @@ async fn a_skewed_local_clock_is_corrected_from_githubs_date_header() {
         "expires in {left} s on our clock"
     );
     assert!(
-        pod.github.standin.jwt_rejections() <= 1,
+        github.standin.jwt_rejections() <= 1,
         "at most the first JWT was refused"
     );
-    pod.assert_no_token_in_logs();
+    tokenator.assert_no_token_in_logs(&github);
 }
 
 /// Lays out `dir` like a Kubernetes Secret volume: `name -> ..data/name`,
@@ -176,7 +167,7 @@ fn k8s_secret_volume(dir: &Path, name: &str, version: &str, content: &[u8]) -> s
 #[tokio::test]
 async fn app_key_swapped_by_symlink_is_picked_up() {
     let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
-    let pod = Pod::start(github, |env, dir| {
+    let tokenator = Tokenator::start(BIN, &github, |env, dir| {
         // Start with a key GitHub does not know: every mint is refused.
         let volume = dir.join("k8s-secret");
         let wrong = std::fs::read(fixture("other-app-key.pkcs8.pem")).unwrap();
@@ -187,31 +178,33 @@ async fn app_key_swapped_by_symlink_is_picked_up() {
         );
     })
     .await;
-    pod.process
+    tokenator
+        .process
         .wait_for_log("cannot mint the default token", Duration::from_secs(10))
         .await
         .expect("mint refused with the wrong key");
-    let logs = pod.process.logs();
+    let logs = tokenator.process.logs();
     assert!(
         logs.contains("GITHUB_APP_ID"),
         "the 401 names the setting to check"
     );
-    assert!(!pod.ready().await);
+    assert!(!tokenator.ready().await);
 
     // The operator rotates the Secret: Kubernetes swaps ..data atomically.
     let right = std::fs::read(fixture("app-key.pem")).unwrap();
     k8s_secret_volume(
-        &pod.dir.path().join("k8s-secret"),
+        &tokenator.dir.path().join("k8s-secret"),
         "app-key.pem",
         "2026_11_24_v2",
         &right,
     );
-    pod.process
+    tokenator
+        .process
         .wait_for_log("App private key reloaded", Duration::from_secs(5))
         .await
         .expect("key reloaded");
-    pod.wait_ready().await;
-    pod.assert_no_token_in_logs();
+    tokenator.wait_ready().await;
+    tokenator.assert_no_token_in_logs(&github);
 }
 
 #[tokio::test]
@@ -219,7 +212,7 @@ async fn fallback_token_file_is_served_and_followed() {
     let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
     let first = "ghs_operatorManagedToken000000000000001";
     let second = "ghs_operatorManagedToken000000000000002";
-    let pod = Pod::start(github, |env, dir| {
+    let tokenator = Tokenator::start(BIN, &github, |env, dir| {
         for var in [
             "GITHUB_APP_ID",
             "GITHUB_APP_INSTALLATION_ID",
@@ -236,15 +229,15 @@ async fn fallback_token_file_is_served_and_followed() {
         );
     })
     .await;
-    pod.wait_ready().await;
-    let answer = pod.default_token().await;
+    tokenator.wait_ready().await;
+    let answer = tokenator.default_token().await;
     assert_eq!(answer.token, first);
     assert!(
         answer.expires_at.is_none(),
         "a fixed token has no known expiry"
     );
-    assert!(pod.credentials_line().contains(first));
-    let token_file = pod.dir.path().join("out/token");
+    assert!(tokenator.credentials_line().contains(first));
+    let token_file = tokenator.dir.path().join("out/token");
     assert!(
         penguin_test_support::eventually(Duration::from_secs(2), || {
             std::fs::read_to_string(&token_file).unwrap_or_default() == format!("{first}\n")
@@ -253,25 +246,25 @@ async fn fallback_token_file_is_served_and_followed() {
     );
 
     k8s_secret_volume(
-        &pod.dir.path().join("token-secret"),
+        &tokenator.dir.path().join("token-secret"),
         "token",
         "v2",
         second.as_bytes(),
     );
     assert!(
-        penguin_test_support::eventually(Duration::from_secs(3), || pod
+        penguin_test_support::eventually(Duration::from_secs(3), || tokenator
             .credentials_line()
             .contains(second))
         .await,
         "the new token did not reach the credentials file"
     );
-    assert_eq!(pod.default_token().await.token, second);
+    assert_eq!(tokenator.default_token().await.token, second);
     assert_eq!(
         std::fs::read_to_string(&token_file).unwrap(),
         format!("{second}\n")
     );
     // Down-scoping needs App mode.
-    let err = pod
+    let err = tokenator
         .client()
         .await
         .get_token(penguin_proto::tokenator::v1::GetTokenRequest {
@@ -281,6 +274,7 @@ async fn fallback_token_file_is_served_and_followed() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
-    pod.process
+    tokenator
+        .process
         .assert_no_leak(&[first.to_string(), second.to_string()]);
 }

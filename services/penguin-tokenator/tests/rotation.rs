@@ -3,40 +3,36 @@
 //! rotate every couple of seconds; WatchToken sees each rotation; the
 //! credentials file is restored when deleted or erased by git.
 
-mod common;
-
-use common::{Pod, BIN};
 use penguin_proto::tokenator::v1::WatchTokenRequest;
 use penguin_test_support::{
     git::{git, git_ok},
+    tokenator::Tokenator,
     GitHub,
 };
 use std::{collections::HashSet, path::Path, time::Duration};
 
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_penguin-tokenator");
+
 const TTL: Duration = Duration::from_secs(3);
 
 /// Clones the repository with credentials coming from `helper`.
-fn clone_with_helper(pod: &Pod, helper: &str) -> std::path::PathBuf {
-    let work = pod.dir.path().join("work");
+fn clone_with_helper(github: &GitHub, tokenator: &Tokenator, helper: &str) -> std::path::PathBuf {
+    let work = tokenator.dir.path().join("work");
     git_ok(
-        pod.dir.path(),
-        &pod.home,
+        tokenator.dir.path(),
+        &tokenator.home,
         &["config", "--global", "credential.helper", helper],
     );
     git_ok(
-        pod.dir.path(),
-        &pod.home,
+        tokenator.dir.path(),
+        &tokenator.home,
         &["config", "--global", "init.defaultBranch", "main"],
     );
     git_ok(
-        pod.dir.path(),
-        &pod.home,
-        &[
-            "clone",
-            "-q",
-            &pod.github.repo_url(),
-            work.to_str().unwrap(),
-        ],
+        tokenator.dir.path(),
+        &tokenator.home,
+        &["clone", "-q", &github.repo_url(), work.to_str().unwrap()],
     );
     work
 }
@@ -71,16 +67,16 @@ async fn push_loop(work: &Path, home: &Path, duration: Duration) -> (usize, Vec<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn git_cli_pushes_never_fail_across_many_rotations_with_the_store_file() {
     let github = GitHub::start(TTL).await.unwrap();
-    let pod = Pod::start(github, |env, _| {
+    let tokenator = Tokenator::start(BIN, &github, |env, _| {
         // Every level, so the leak check covers trace output too.
         env.insert("RUST_LOG".into(), "trace".into());
     })
     .await;
-    pod.wait_ready().await;
-    let work = clone_with_helper(&pod, "store");
+    tokenator.wait_ready().await;
+    let work = clone_with_helper(&github, &tokenator, "store");
 
-    let (pushes, failures) = push_loop(&work, &pod.home, Duration::from_secs(16)).await;
-    let rotations = pod.github.standin.mint_requests().len();
+    let (pushes, failures) = push_loop(&work, &tokenator.home, Duration::from_secs(16)).await;
+    let rotations = github.standin.mint_requests().len();
     assert!(
         failures.is_empty(),
         "{} failed pushes: {failures:?}",
@@ -88,47 +84,47 @@ async fn git_cli_pushes_never_fail_across_many_rotations_with_the_store_file() {
     );
     assert!(pushes >= 10, "only {pushes} pushes");
     assert!(rotations >= 6, "only {rotations} tokens minted");
-    assert_eq!(pod.github.standin.git_auth_failures(), 0);
-    assert!(pod.github.standin.git_pushes() >= pushes);
+    assert_eq!(github.standin.git_auth_failures(), 0);
+    assert!(github.standin.git_pushes() >= pushes);
     // git's store helper never saw a broken file: the line is intact.
-    let line = pod.credentials_line();
+    let line = tokenator.credentials_line();
     assert!(
         line.starts_with("http://x-access-token:ghs_")
             && line.ends_with('\n')
             && line.lines().count() == 1
     );
-    pod.assert_no_token_in_logs();
+    tokenator.assert_no_token_in_logs(&github);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn git_cli_pushes_through_the_tokenator_credential_helper() {
     let github = GitHub::start(TTL).await.unwrap();
-    let pod = Pod::start(github, |_, _| {}).await;
-    pod.wait_ready().await;
+    let tokenator = Tokenator::start(BIN, &github, |_, _| {}).await;
+    tokenator.wait_ready().await;
     // credential.helper runs through a shell: hand it the socket and server URL.
     let helper = format!(
         "!PENGUIN_TOKENATOR_SOCKET={} GITHUB_SERVER_URL={} {} git-credential",
-        pod.socket.display(),
-        pod.github.url(),
+        tokenator.socket.display(),
+        github.url(),
         BIN
     );
-    let work = clone_with_helper(&pod, &helper);
+    let work = clone_with_helper(&github, &tokenator, &helper);
     // Nothing must come from the store file in this test.
-    std::fs::remove_file(&pod.credentials).ok();
-    let (pushes, failures) = push_loop(&work, &pod.home, Duration::from_secs(8)).await;
+    std::fs::remove_file(&tokenator.credentials).ok();
+    let (pushes, failures) = push_loop(&work, &tokenator.home, Duration::from_secs(8)).await;
     assert!(failures.is_empty(), "{failures:?}");
     assert!(pushes >= 5, "only {pushes} pushes");
-    assert!(pod.github.standin.mint_requests().len() >= 3);
-    assert_eq!(pod.github.standin.git_auth_failures(), 0);
-    pod.assert_no_token_in_logs();
+    assert!(github.standin.mint_requests().len() >= 3);
+    assert_eq!(github.standin.git_auth_failures(), 0);
+    tokenator.assert_no_token_in_logs(&github);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn git2_pushes_with_the_current_token_across_rotations() {
     let github = GitHub::start(TTL).await.unwrap();
-    let pod = Pod::start(github, |_, _| {}).await;
-    pod.wait_ready().await;
-    let work = pod.dir.path().join("git2-work");
+    let tokenator = Tokenator::start(BIN, &github, |_, _| {}).await;
+    tokenator.wait_ready().await;
+    let work = tokenator.dir.path().join("git2-work");
     let repo = git2::Repository::init(&work).unwrap();
     let sig = git2::Signature::now("Penguin Test", "test@penguin.invalid").unwrap();
     let mut parent: Option<git2::Oid> = None;
@@ -159,13 +155,13 @@ async fn git2_pushes_with_the_current_token_across_rotations() {
             .unwrap();
         parent = Some(commit);
 
-        let token = pod.default_token().await.token;
+        let token = tokenator.default_token().await.token;
         let mut callbacks = git2::RemoteCallbacks::new();
         callbacks
             .credentials(move |_, _, _| git2::Cred::userpass_plaintext("x-access-token", &token));
         let mut options = git2::PushOptions::new();
         options.remote_callbacks(callbacks);
-        let mut remote = repo.remote_anonymous(&pod.github.repo_url()).unwrap();
+        let mut remote = repo.remote_anonymous(&github.repo_url()).unwrap();
         remote
             .push(&["+refs/heads/git2:refs/heads/git2"], Some(&mut options))
             .unwrap_or_else(|e| panic!("git2 push {pushes} failed: {e}"));
@@ -173,17 +169,17 @@ async fn git2_pushes_with_the_current_token_across_rotations() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(pushes >= 5);
-    assert!(pod.github.standin.mint_requests().len() >= 3);
-    assert_eq!(pod.github.standin.git_auth_failures(), 0);
-    pod.assert_no_token_in_logs();
+    assert!(github.standin.mint_requests().len() >= 3);
+    assert_eq!(github.standin.git_auth_failures(), 0);
+    tokenator.assert_no_token_in_logs(&github);
 }
 
 #[tokio::test]
 async fn watch_token_sees_every_rotation() {
     let github = GitHub::start(TTL).await.unwrap();
-    let pod = Pod::start(github, |_, _| {}).await;
-    pod.wait_ready().await;
-    let mut stream = pod
+    let tokenator = Tokenator::start(BIN, &github, |_, _| {}).await;
+    tokenator.wait_ready().await;
+    let mut stream = tokenator
         .client()
         .await
         .watch_token(WatchTokenRequest { scope: None })
@@ -198,7 +194,7 @@ async fn watch_token_sees_every_rotation() {
             .unwrap()
             .unwrap();
         // Each delivered token works right away (no replication-lag 401s).
-        assert!(pod.github.standin.is_token_live(&next.token));
+        assert!(github.standin.is_token_live(&next.token));
         seen.push(next.token);
     }
     assert_eq!(
@@ -210,37 +206,37 @@ async fn watch_token_sees_every_rotation() {
     let rotated_out = &seen[..3];
     assert!(
         penguin_test_support::eventually(Duration::from_secs(2), || {
-            let line = pod.credentials_line();
+            let line = tokenator.credentials_line();
             line.contains("ghs_") && rotated_out.iter().all(|t| !line.contains(t.as_str()))
         })
         .await,
         "credentials file still holds an old token"
     );
-    pod.assert_no_token_in_logs();
+    tokenator.assert_no_token_in_logs(&github);
 }
 
 #[tokio::test]
 async fn credentials_file_is_restored_after_deletion_and_git_erase() {
     let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
-    let pod = Pod::start(github, |_, _| {}).await;
-    pod.wait_ready().await;
-    let expected = pod.credentials_line();
+    let tokenator = Tokenator::start(BIN, &github, |_, _| {}).await;
+    tokenator.wait_ready().await;
+    let expected = tokenator.credentials_line();
     assert!(!expected.is_empty());
 
-    std::fs::remove_file(&pod.credentials).unwrap();
+    std::fs::remove_file(&tokenator.credentials).unwrap();
     assert!(
-        penguin_test_support::eventually(Duration::from_secs(2), || pod.credentials_line()
+        penguin_test_support::eventually(Duration::from_secs(2), || tokenator.credentials_line()
             == expected)
         .await,
         "not restored after deletion"
     );
 
     // What git does after a 401: `git credential reject` erases the line.
-    let url = pod.github.url();
+    let url = github.url();
     let (scheme, host) = url.split_once("://").unwrap();
     let mut erase = std::process::Command::new("git")
         .args(["credential-store", "erase"])
-        .env("HOME", &pod.home)
+        .env("HOME", &tokenator.home)
         .stdin(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -255,12 +251,12 @@ async fn credentials_file_is_restored_after_deletion_and_git_erase() {
         .unwrap();
     assert!(erase.wait().unwrap().success());
     assert!(
-        penguin_test_support::eventually(Duration::from_secs(2), || pod.credentials_line()
+        penguin_test_support::eventually(Duration::from_secs(2), || tokenator.credentials_line()
             == expected)
         .await,
         "not restored after git erased the line"
     );
-    let (_, metrics) = pod.http_get("/metrics").await;
+    let (_, metrics) = tokenator.http_get("/metrics").await;
     assert!(metrics.contains("reason=\"restored\""), "{metrics}");
-    pod.assert_no_token_in_logs();
+    tokenator.assert_no_token_in_logs(&github);
 }

@@ -1,21 +1,20 @@
-//! Calls made as the App (JWT-authenticated): minting installation tokens,
-//! finding a repository's installation, describing the App.
+//! Calls made as the App (JWT-authenticated): its JWTs, finding a
+//! repository's installation, describing the App. Minting installation
+//! tokens is in [`crate::mint`].
 
 use crate::{
     error::Hints,
     http::{Auth, Call, GitHubHttp},
     key::AppKey,
     retry::RetryPolicy,
-    GitHubError, InstallationToken, Token, TokenScope,
+    GitHubError,
 };
-use chrono::{DateTime, Utc};
 use http::Method;
 use jsonwebtoken::{Algorithm, Header};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::{
-    collections::BTreeMap,
     sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, UNIX_EPOCH},
 };
 
 /// GitHub tolerates `iat` this far in the past, which absorbs small skew.
@@ -53,31 +52,6 @@ struct Claims<'a> {
     iat: u64,
     exp: u64,
     iss: &'a str,
-}
-
-#[derive(Serialize)]
-struct AccessTokenRequest<'a> {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    repositories: Vec<&'a str>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    permissions: BTreeMap<&'a str, &'a str>,
-}
-
-#[derive(Deserialize)]
-struct AccessTokenAnswer {
-    token: String,
-    expires_at: DateTime<Utc>,
-    #[serde(default)]
-    permissions: BTreeMap<String, String>,
-    #[serde(default)]
-    repository_selection: Option<String>,
-    #[serde(default)]
-    repositories: Option<Vec<RepositoryName>>,
-}
-
-#[derive(Deserialize)]
-struct RepositoryName {
-    name: String,
 }
 
 /// The GitHub App: signs JWTs with its key and makes App-level calls.
@@ -144,14 +118,14 @@ impl AppClient {
 
     /// One App-authenticated call with retries. A 401 right after GitHub's
     /// `Date` revealed a clock skew is retried once with a re-signed JWT.
-    async fn app_call(
+    pub(crate) async fn app_call(
         &self,
         what: &'static str,
         method: Method,
         path: &str,
         body: Option<&serde_json::Value>,
         hints: &Hints,
-    ) -> Result<crate::http::Response, GitHubError> {
+    ) -> Result<crate::answer::Response, GitHubError> {
         let mut skew_retry_left = true;
         loop {
             let offset_before = self.http.clock().offset_ms();
@@ -177,65 +151,13 @@ impl AppClient {
         }
     }
 
-    fn jwt_hints(&self, not_found: &'static str, unprocessable: &'static str) -> Hints {
+    pub(crate) fn jwt_hints(&self, not_found: &'static str, unprocessable: &'static str) -> Hints {
         Hints {
             unauthorized: "check GITHUB_APP_ID (or GITHUB_APP_CLIENT_ID) and that GITHUB_APP_PRIVATE_KEY_PATH holds this App's current key",
             forbidden: "the installation may be suspended, or the App lacks access",
             not_found,
             unprocessable,
         }
-    }
-
-    /// Mints an installation token for `scope`
-    /// (`POST /app/installations/{id}/access_tokens`), narrowed to the
-    /// scope's repositories and permissions when it names any.
-    pub async fn create_installation_token(
-        &self,
-        scope: &TokenScope,
-    ) -> Result<InstallationToken, GitHubError> {
-        let request = AccessTokenRequest {
-            repositories: scope.repositories.iter().map(String::as_str).collect(),
-            permissions: scope
-                .permissions
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect(),
-        };
-        let body =
-            serde_json::to_value(&request).map_err(|e| GitHubError::decode("token request", e))?;
-        let path = format!("/app/installations/{}/access_tokens", scope.installation_id);
-        let response = self
-            .app_call(
-                "create installation token",
-                Method::POST,
-                &path,
-                Some(&body),
-                &self.jwt_hints(
-                    "check GITHUB_APP_INSTALLATION_ID: the App has no such installation (or it was uninstalled)",
-                    "the requested repositories or permissions exceed what the installation grants",
-                ),
-            )
-            .await?;
-        let answer: AccessTokenAnswer = serde_json::from_slice(&response.body)
-            .map_err(|e| GitHubError::decode("create installation token", e))?;
-        let expires_at = self
-            .http
-            .clock()
-            .to_local(SystemTime::from(answer.expires_at));
-        Ok(InstallationToken {
-            token: Token::new(answer.token),
-            installation_id: scope.installation_id,
-            issued_at: SystemTime::now(),
-            expires_at,
-            permissions: answer.permissions,
-            repositories: answer
-                .repositories
-                .unwrap_or_default()
-                .into_iter()
-                .map(|r| r.name)
-                .collect(),
-            repository_selection: answer.repository_selection.unwrap_or_else(|| "all".into()),
-        })
     }
 
     /// The installation that covers `owner/repo`

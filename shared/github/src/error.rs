@@ -96,6 +96,13 @@ impl GitHubError {
         )
     }
 
+    /// An octocrab call's failure, redacted, keeping GitHub's status (a rate
+    /// limit becomes `RateLimited`, a 5xx `Server`, a connection failure
+    /// `Transport`), so callers of octocrab classify failures as this crate does.
+    pub fn from_octocrab(err: &octocrab::Error) -> Self {
+        from_octocrab(err)
+    }
+
     /// The HTTP status GitHub answered with, when there was one.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -163,6 +170,70 @@ pub(crate) fn github_message(body: &[u8]) -> String {
     }
     message
 }
+
+/// An octocrab call's failure as a [`GitHubError`], redacted. GitHub's
+/// answers keep their status (a rate limit becomes `RateLimited`, a 5xx
+/// `Server`); connection failures are `Transport`.
+pub(crate) fn from_octocrab(err: &octocrab::Error) -> GitHubError {
+    match err {
+        octocrab::Error::GitHub { source, .. } => from_answer(
+            source.status_code.as_u16(),
+            source
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("retry-after"))
+                .and_then(|v| v.to_str().ok()),
+            &source.message,
+        ),
+        octocrab::Error::Serde { source, .. } => GitHubError::decode("a REST call", source),
+        octocrab::Error::Json { source, .. } => GitHubError::decode("a REST call", source),
+        octocrab::Error::Hyper { source, .. } => {
+            GitHubError::Transport(redact(&source.to_string()).into_owned())
+        }
+        octocrab::Error::Service { source, .. } => {
+            GitHubError::Transport(redact(&source.to_string()).into_owned())
+        }
+        octocrab::Error::Http { source, .. } => {
+            GitHubError::Transport(redact(&source.to_string()).into_owned())
+        }
+        other => GitHubError::Unexpected {
+            status: 0,
+            message: redact(&first_line(&other.to_string())).into_owned(),
+        },
+    }
+}
+
+/// An error answer (`status`, its `retry-after`, GitHub's `message`) as a
+/// [`GitHubError`]: a rate limit becomes `RateLimited`, the rest as
+/// [`from_status`] maps them.
+pub(crate) fn from_answer(status: u16, retry_after: Option<&str>, message: &str) -> GitHubError {
+    let message = redact(message).into_owned();
+    if status == 429 || (status == 403 && message.to_ascii_lowercase().contains("rate limit")) {
+        return GitHubError::RateLimited {
+            status,
+            message,
+            retry_after: retry_after
+                .and_then(|v| v.trim().parse().ok())
+                .map(Duration::from_secs)
+                .unwrap_or_default(),
+        };
+    }
+    let body = serde_json::json!({ "message": message }).to_string();
+    from_status(status, body.as_bytes(), &BOT_HINTS)
+}
+
+/// octocrab's messages end with a backtrace; only the first line says what happened.
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+/// Hints for calls made with an installation token on a repository.
+const BOT_HINTS: Hints = Hints {
+    unauthorized: "the installation token was refused (expired or revoked)",
+    forbidden: "check the App's permissions on this repository",
+    not_found: "the repository or resource does not exist or the App cannot see it",
+    unprocessable: "GitHub refused the request's content",
+};
 
 /// Maps a final, non-success answer to an error carrying the hint.
 pub(crate) fn from_status(status: u16, body: &[u8], hints: &Hints) -> GitHubError {

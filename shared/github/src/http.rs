@@ -2,13 +2,14 @@
 //! header, a deadline, and bookkeeping of `Date` and rate-limit headers.
 
 use crate::{
+    answer::Response,
     clock::ServerClock,
     error::{from_status, Hints},
     retry::{self, RetryPolicy},
     GitHubError, Token,
 };
-use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+
+use http::{header, HeaderMap, HeaderValue, Method};
 use http_body_util::BodyExt;
 use octocrab::Octocrab;
 use std::{
@@ -48,17 +49,6 @@ pub(crate) struct Call<'a> {
     pub auth: Auth<'a>,
     pub body: Option<&'a serde_json::Value>,
     pub hints: &'a Hints,
-}
-
-/// A complete answer: status, headers and the whole body.
-#[derive(Debug)]
-pub struct Response {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// Response headers.
-    pub headers: HeaderMap,
-    /// Response body.
-    pub body: Bytes,
 }
 
 /// GitHub's REST API over octocrab's client (rustls, connection pooling).

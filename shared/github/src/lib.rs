@@ -8,11 +8,13 @@
 //! retries that honour GitHub's rate-limit headers, and a probe that waits out
 //! replication lag before a new token is handed to anyone.
 
+mod answer;
 mod app;
 mod clock;
 mod error;
 mod http;
 mod key;
+mod mint;
 mod retry;
 mod token;
 
@@ -21,5 +23,5 @@ pub use clock::ServerClock;
 pub use error::GitHubError;
 pub use http::{Auth, GitHubHttp, HttpSettings};
 pub use key::{AppKey, KeyError};
-pub use retry::RetryPolicy;
+pub use retry::{Repeat, RetryPolicy};
 pub use token::{InstallationToken, PermissionLevel, Permissions, ScopeError, Token, TokenScope};

@@ -1,7 +1,7 @@
 //! Retrying transient GitHub failures with exponential backoff and jitter,
 //! waiting at least as long as `retry-after` / `x-ratelimit-reset` ask.
 
-use crate::{clock::ServerClock, error::github_message, http::Response, GitHubError};
+use crate::{answer::Response, clock::ServerClock, error::github_message, GitHubError};
 use rand::Rng;
 use std::{future::Future, time::Duration};
 
@@ -91,6 +91,136 @@ fn verdict(resp: &Response, clock: &ServerClock) -> Verdict {
         return Verdict::RetryAfter(None);
     }
     Verdict::Done
+}
+
+/// Whether a failed call may be sent again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Repeat {
+    /// Reads, updates and deletes: sent again after a rate limit, a 5xx or a
+    /// transport failure.
+    Idempotent,
+    /// Creating content (comments, reviews, commits): sent again only after a
+    /// rate limit, which GitHub answers before creating anything; a 5xx may
+    /// have created it, so the caller decides.
+    OnlyAfterRateLimits,
+}
+
+impl RetryPolicy {
+    /// Runs an octocrab call under this policy: rate limits (primary and
+    /// secondary) are waited out at least as long as GitHub asks, and, for
+    /// [`Repeat::Idempotent`] calls, 5xx answers and transport failures are
+    /// retried with backoff. The final failure is a [`GitHubError`] whose
+    /// [`GitHubError::is_transient`] tells whether a later retry can help.
+    pub async fn run_octocrab<T, F, Fut>(
+        &self,
+        what: &'static str,
+        repeat: Repeat,
+        mut call: F,
+    ) -> Result<T, GitHubError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = octocrab::Result<T>>,
+    {
+        self.run_failable(what, repeat, || {
+            let answer = call();
+            async move { answer.await.map_err(|e| Failure::of_octocrab(&e)) }
+        })
+        .await
+    }
+
+    async fn run_failable<T, F, Fut>(
+        &self,
+        what: &'static str,
+        repeat: Repeat,
+        mut call: F,
+    ) -> Result<T, GitHubError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let clock = ServerClock::new();
+        let mut n = 0;
+        loop {
+            let failure = match call().await {
+                Ok(value) => return Ok(value),
+                Err(failure) => failure,
+            };
+            let hinted_wait = match failure
+                .answer
+                .as_ref()
+                .and_then(|a| rate_limit_wait(a, &clock))
+            {
+                Some(wait) => wait,
+                None if repeat == Repeat::Idempotent && failure.error.is_transient() => None,
+                None => return Err(failure.error),
+            };
+            n += 1;
+            let wait =
+                hinted_wait.map_or_else(|| self.backoff(n - 1), |h| h.max(self.backoff(n - 1)));
+            if n >= self.max_attempts || wait > self.max_wait {
+                return Err(match failure.answer {
+                    Some(answer) if rate_limit_wait(&answer, &clock).is_some() => {
+                        GitHubError::RateLimited {
+                            status: answer.status.as_u16(),
+                            message: github_message(&answer.body),
+                            retry_after: wait,
+                        }
+                    }
+                    _ => failure.error,
+                });
+            }
+            tracing::warn!(
+                call = what,
+                attempt = n,
+                wait_ms = wait.as_millis() as u64,
+                error = %failure.error,
+                "GitHub call failed, retrying"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// A failed call as the retry loop sees it: GitHub's answer, when there was
+/// one, and the error it amounts to.
+struct Failure {
+    answer: Option<Response>,
+    error: GitHubError,
+}
+
+impl Failure {
+    fn of_octocrab(err: &octocrab::Error) -> Failure {
+        let answer = match err {
+            octocrab::Error::GitHub { source, .. } => Some(Response {
+                status: source.status_code,
+                headers: source.headers.clone().unwrap_or_default(),
+                body: serde_json::json!({ "message": source.message })
+                    .to_string()
+                    .into(),
+            }),
+            _ => None,
+        };
+        Failure {
+            answer,
+            error: crate::error::from_octocrab(err),
+        }
+    }
+
+    #[cfg(test)]
+    fn answer(answer: Response) -> Failure {
+        let error = crate::error::from_answer(
+            answer.status.as_u16(),
+            answer
+                .headers
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            &github_message(&answer.body),
+        );
+        Failure {
+            answer: Some(answer),
+            error,
+        }
+    }
 }
 
 /// Runs `attempt` until it yields a non-transient answer or the policy gives
@@ -237,6 +367,89 @@ mod tests {
                 .min(p.max_backoff);
             assert!(b >= full / 2 && b <= full, "{attempt}: {b:?}");
         }
+    }
+
+    fn failed(status: u16, headers: &[(&'static str, String)], message: &str) -> Failure {
+        Failure::answer(resp(
+            status,
+            headers,
+            &serde_json::json!({ "message": message }).to_string(),
+        ))
+    }
+
+    #[tokio::test]
+    async fn octocrab_calls_wait_out_secondary_limits_and_repeat_only_what_is_safe() {
+        let policy = RetryPolicy {
+            initial_backoff: Duration::from_millis(1),
+            ..Default::default()
+        };
+        // A secondary rate limit on a create is waited out, then it succeeds.
+        let mut answers = vec![
+            Ok(7),
+            Err(failed(
+                403,
+                &[("retry-after", "0".into())],
+                "You have exceeded a secondary rate limit",
+            )),
+        ];
+        let value = policy
+            .run_failable("comment", Repeat::OnlyAfterRateLimits, || {
+                let answer = answers.pop().unwrap();
+                async move { answer }
+            })
+            .await
+            .unwrap();
+        assert_eq!(value, 7);
+        // A 502 on a create is not sent again: it may have created the comment.
+        let mut calls = 0;
+        let err = policy
+            .run_failable("comment", Repeat::OnlyAfterRateLimits, || {
+                calls += 1;
+                async { Err::<(), _>(failed(502, &[], "Bad Gateway")) }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(calls, 1);
+        assert!(err.is_transient(), "{err}");
+        // The same 502 on a read is retried until the policy gives up.
+        let mut calls = 0;
+        let err = policy
+            .run_failable("pull", Repeat::Idempotent, || {
+                calls += 1;
+                async { Err::<(), _>(failed(502, &[], "Bad Gateway")) }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(calls, policy.max_attempts);
+        assert!(matches!(err, GitHubError::Server { status: 502, .. }));
+        // A permanent refusal is returned at once and is not transient.
+        let mut calls = 0;
+        let err = policy
+            .run_failable("label", Repeat::Idempotent, || {
+                calls += 1;
+                async { Err::<(), _>(failed(403, &[], "Resource not accessible by integration")) }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(calls, 1);
+        assert!(!err.is_transient());
+        assert_eq!(err.status(), Some(403));
+        // A secondary limit that never lifts ends as a transient RateLimited.
+        let err = policy
+            .run_failable("comment", Repeat::OnlyAfterRateLimits, || async {
+                Err::<(), _>(failed(
+                    429,
+                    &[("retry-after", "0".into())],
+                    "secondary rate limit",
+                ))
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, GitHubError::RateLimited { status: 429, .. }),
+            "{err}"
+        );
+        assert!(err.is_transient());
     }
 
     #[tokio::test]

@@ -2,26 +2,11 @@
 //! with bodies, authors and flags changed) → penguin-api → tokenator tokens →
 //! the GitHub stand-in's REST routes, asserting every call the bot makes.
 
-use clap::Parser;
-
-mod common;
 use github_standin::{PullFileSpec, PullSpec};
-use llm_standin::{LlmStandIn, Reply};
-use penguin_test_support::{GitHub, OWNER, REPO};
+use llm_standin::Reply;
+use penguin_test_support::{binaries::workspace_binary, deliveries, pod::Pod, GitHub, OWNER, REPO};
 use serde_json::{json, Value};
-use std::time::Duration;
-
-const SECRET: &str = "e2e-webhook-secret-0123";
-const KEY: &str = "e2e-key-0123456789abcdef";
-
-struct Pod {
-    github: GitHub,
-    llm: LlmStandIn,
-    base: String,
-    http: reqwest::Client,
-    run: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
+use std::{path::Path, time::Duration};
 
 async fn pod() -> Pod {
     pod_with_config(None).await
@@ -34,54 +19,26 @@ async fn pod_with_config(config: Option<&str>) -> Pod {
 
 /// …and whose installation tokens live `token_ttl`.
 async fn pod_with(config: Option<&str>, token_ttl: Duration) -> Pod {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let github = GitHub::start(token_ttl).await.unwrap();
-    let llm = LlmStandIn::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
-    std::fs::create_dir_all(&run).unwrap();
-    let socket = run.join("tokenator.sock");
-    common::start_tokenator(&github, dir.path(), &run).await;
-
-    std::env::set_var("PENGUIN_LLM_BASE_URL", llm.base_url());
-    std::env::set_var("PENGUIN_LLM_API_KEY", "sk-e2e-0123456789abcdefghij");
-    std::env::set_var("PENGUIN_DEFAULT_MODEL", "standin-model");
-    std::env::set_var("GITHUB_WEBHOOK_SECRET", SECRET);
-    let workspace = dir.path().join("workspace");
-    std::fs::create_dir_all(workspace.join(".penguin")).unwrap();
-    if let Some(config) = config {
-        std::fs::write(workspace.join(".penguin/config.yml"), config).unwrap();
-    }
-    let api = penguin_api::config::Cli::try_parse_from([
-        "penguin-api",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--api-keys",
-        KEY,
-        "--data-dir",
-        dir.path().join("data").to_str().unwrap(),
-        "--workspace",
-        workspace.to_str().unwrap(),
-        "--tokenator-socket",
-        socket.to_str().unwrap(),
-        "--github-api-url",
-        &github.url(),
-        "--github-server-url",
-        &github.url(),
-        "--github-repository",
-        &format!("{OWNER}/{REPO}"),
-        "--public-url",
-        "https://penguin.example",
-    ])
-    .unwrap()
-    .validate()
-    .unwrap();
-    let api = penguin_api::Api::build(api).await.unwrap();
-    let base = format!("http://{}", api.local_addr().unwrap());
-    tokio::spawn(api.serve(std::future::pending()));
-
+    let pod = Pod::start(
+        workspace_binary("penguin-tokenator"),
+        workspace_binary("penguin-api"),
+        github,
+        "run",
+        |env, _| {
+            let workspace = Path::new(&env["PENGUIN_WORKSPACE"]);
+            std::fs::create_dir_all(workspace.join(".penguin")).unwrap();
+            if let Some(config) = config {
+                std::fs::write(workspace.join(".penguin/config.yml"), config).unwrap();
+            }
+            env.insert(
+                "PENGUIN_PUBLIC_URL".into(),
+                "https://penguin.example".into(),
+            );
+        },
+    )
+    .await;
+    let github = &pod.github;
     github.standin.add_issue(
         OWNER,
         REPO,
@@ -119,122 +76,12 @@ async fn pod_with(config: Option<&str>, token_ttl: Duration) -> Pod {
     github
         .standin
         .set_permission(OWNER, REPO, "stranger", "read");
-    Pod {
-        github,
-        llm,
-        base,
-        http: reqwest::Client::new(),
-        run,
-        _dir: dir,
-    }
+    pod
 }
 
 /// Comment deliveries the worker finished without acting on them.
 const IGNORED_COMMENTS: &str =
     "penguin_webhook_deliveries_processed_total{event=\"issue_comment\",result=\"ignored\"}";
-
-impl Pod {
-    /// Posts an `issue_comment` delivery signed with the webhook secret; the status.
-    async fn deliver(&self, id: &str, payload: &Value) -> u16 {
-        self.deliver_event("issue_comment", id, payload).await
-    }
-
-    /// Posts an `event` delivery signed with the webhook secret; the status.
-    async fn deliver_event(&self, event: &str, id: &str, payload: &Value) -> u16 {
-        let body = serde_json::to_vec(payload).unwrap();
-        self.http
-            .post(format!("{}/api/v1/integrations/github/webhook", self.base))
-            .header("X-GitHub-Event", event)
-            .header("X-GitHub-Delivery", id)
-            .header(
-                "X-Hub-Signature-256",
-                penguin_bot::signature::sign(SECRET.as_bytes(), &body),
-            )
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    }
-
-    /// Waits until the metric series `name` (with its labels, if any) from `GET /metrics` satisfies
-    /// `check`, and returns its value. Metrics are set after the step that a
-    /// test usually waits for (the gauge after the last label), so a test
-    /// must wait for the value itself rather than read it once.
-    async fn wait_for_metric(&self, name: &str, check: impl Fn(f64) -> bool) -> f64 {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let text = self
-                .http
-                .get(format!("{}/metrics", self.base))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let value = text
-                .lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok());
-            match value {
-                Some(value) if check(value) => return value,
-                _ if tokio::time::Instant::now() >= deadline => {
-                    panic!("timed out waiting for {name} (last {value:?}) in\n{text}")
-                }
-                _ => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-    }
-
-    /// The bot's comments on `number`.
-    fn bot_comments(&self, number: u64) -> Vec<String> {
-        self.github
-            .standin
-            .comments(OWNER, REPO, number)
-            .into_iter()
-            .filter(|(_, _, author)| author.ends_with("[bot]"))
-            .map(|(_, body, _)| body)
-            .collect()
-    }
-
-    /// Commits `files` to `main` with the git CLI and the tokenator's credentials file.
-    fn push_to_main(&self, files: &[(&str, &str)]) {
-        let seed = self.run.join("seed");
-        let home = self.run.join("home");
-        std::fs::create_dir_all(&home).unwrap();
-        let helper = format!(
-            "credential.helper=store --file {}",
-            self.run.join("git-credentials").display()
-        );
-        let git = |cwd: &std::path::Path, args: &[&str]| {
-            penguin_test_support::git::git_ok(cwd, &home, args)
-        };
-        if !seed.join(".git").exists() {
-            std::fs::create_dir_all(&seed).unwrap();
-            git(&seed, &["init", "-q", "-b", "main"]);
-        }
-        for (path, content) in files {
-            let file = seed.join(path);
-            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-            std::fs::write(file, content).unwrap();
-            git(&seed, &["add", path]);
-        }
-        git(&seed, &["commit", "-q", "-m", "seed"]);
-        git(
-            &seed,
-            &["-c", &helper, "push", "-q", &self.github.repo_url(), "main"],
-        );
-    }
-
-    async fn wait_for(&self, what: &str, check: impl Fn(&GitHub) -> bool) {
-        assert!(
-            penguin_test_support::eventually(Duration::from_secs(20), || check(&self.github)).await,
-            "timed out waiting for {what}; calls: {:#?}",
-            self.github.standin.calls()
-        );
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_on_an_issue_reacts_posts_a_checklist_and_labels() {
@@ -245,7 +92,7 @@ async fn plan_on_an_issue_reacts_posts_a_checklist_and_labels() {
     assert_eq!(
         pod.deliver(
             "plan-1",
-            &common::comment_delivery(1, false, "@Penguin plan please", "octocat", "User", 9001)
+            &deliveries::comment(1, false, "@Penguin plan please", "octocat", "User", 9001)
         )
         .await,
         200
@@ -294,7 +141,7 @@ async fn plan_on_an_issue_reacts_posts_a_checklist_and_labels() {
     assert_eq!(
         pod.deliver(
             "plan-1",
-            &common::comment_delivery(1, false, "@Penguin plan please", "octocat", "User", 9001)
+            &deliveries::comment(1, false, "@Penguin plan please", "octocat", "User", 9001)
         )
         .await,
         409
@@ -303,7 +150,7 @@ async fn plan_on_an_issue_reacts_posts_a_checklist_and_labels() {
     assert_eq!(
         pod.deliver(
             "plan-1-again",
-            &common::comment_delivery(1, false, "@Penguin plan please", "octocat", "User", 9001)
+            &deliveries::comment(1, false, "@Penguin plan please", "octocat", "User", 9001)
         )
         .await,
         200
@@ -326,7 +173,7 @@ async fn review_on_a_pull_request_runs_a_check_and_posts_a_comment_review() {
     assert_eq!(
         pod.deliver(
             "review-1",
-            &common::comment_delivery(2, true, "@penguin REVIEW", "octocat", "User", 9002)
+            &deliveries::comment(2, true, "@penguin REVIEW", "octocat", "User", 9002)
         )
         .await,
         200
@@ -393,7 +240,7 @@ async fn only_the_right_people_make_it_act() {
     assert_eq!(
         pod.deliver(
             "deny-1",
-            &common::comment_delivery(1, false, "@Penguin plan", "stranger", "User", 9101)
+            &deliveries::comment(1, false, "@Penguin plan", "stranger", "User", 9101)
         )
         .await,
         200
@@ -419,7 +266,7 @@ async fn only_the_right_people_make_it_act() {
     assert_eq!(
         pod.deliver(
             "bot-1",
-            &common::comment_delivery(1, false, "@Penguin plan", "penguin-agent[bot]", "Bot", 9102)
+            &deliveries::comment(1, false, "@Penguin plan", "penguin-agent[bot]", "Bot", 9102)
         )
         .await,
         200
@@ -427,7 +274,7 @@ async fn only_the_right_people_make_it_act() {
     assert_eq!(
         pod.deliver(
             "hidden-1",
-            &common::comment_delivery(
+            &deliveries::comment(
                 1,
                 false,
                 "thanks! <!-- @Penguin plan -->",
@@ -447,7 +294,7 @@ async fn only_the_right_people_make_it_act() {
         pod.github.standin.calls()
     );
     // A forged signature is refused outright.
-    let body = serde_json::to_vec(&common::comment_delivery(
+    let body = serde_json::to_vec(&deliveries::comment(
         1,
         false,
         "@Penguin plan",
@@ -456,20 +303,18 @@ async fn only_the_right_people_make_it_act() {
         9104,
     ))
     .unwrap();
-    let status = pod
-        .http
-        .post(format!("{}/api/v1/integrations/github/webhook", pod.base))
-        .header("X-GitHub-Event", "issue_comment")
-        .header("X-GitHub-Delivery", "forged-1")
-        .header(
-            "X-Hub-Signature-256",
-            penguin_bot::signature::sign(b"not the secret", &body),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status = deliveries::signed(
+        &pod.api.http,
+        &pod.api.url(""),
+        b"not the secret",
+        "issue_comment",
+        Some("forged-1"),
+        &body,
+    )
+    .send()
+    .await
+    .unwrap()
+    .status();
     assert_eq!(status, 401);
 }
 
@@ -553,7 +398,7 @@ hooks:
     assert_eq!(
         pod.deliver(
             "hook-1",
-            &common::comment_delivery(2, true, "@Penguin review", "octocat", "User", 9301)
+            &deliveries::comment(2, true, "@Penguin review", "octocat", "User", 9301)
         )
         .await,
         200
@@ -586,75 +431,67 @@ hooks:
     .await;
 }
 
-impl Pod {
-    /// Seeds `main` with a failing "test" (status.txt says broken) over real
-    /// git, with the tokenator's credentials file.
-    fn seed_failing_repository(&self) {
-        self.push_to_main(&[("status.txt", "broken\n")]);
-    }
+/// Seeds `main` with a failing "test" (status.txt says broken) over real
+/// git, with the tokenator's credentials file.
+fn seed_failing_repository(pod: &Pod) {
+    pod.push_to_main(&[("status.txt", "broken\n")]);
+}
 
-    /// Checks the bot's branch, commit and fixed file in the bare repository
-    /// and the pull request from it; returns the branch.
-    fn assert_bot_branch_and_pr(&self) -> String {
-        let bare = self
-            .github
-            .dir
-            .path()
-            .join("git")
-            .join(OWNER)
-            .join(format!("{REPO}.git"));
-        let bare_git = |args: &[&str]| {
-            let out = std::process::Command::new("git")
-                .arg("--git-dir")
-                .arg(&bare)
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
-        };
-        let branch = bare_git(&[
-            "for-each-ref",
-            "--format=%(refname:short)",
-            "refs/heads/penguin/",
-        ]);
+/// Checks the bot's branch, commit and fixed file in the bare repository
+/// and the pull request from it; returns the branch.
+fn assert_bot_branch_and_pr(pod: &Pod) -> String {
+    let bare = pod.github.bare_repo();
+    let bare_git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(&bare)
+            .args(args)
+            .output()
+            .unwrap();
         assert!(
-            branch.starts_with("penguin/") && branch.ends_with("-fix-tests"),
-            "{branch}"
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
         );
-        let commit = bare_git(&["log", "-1", "--format=%an%n%ae%n%B", &branch]);
-        let mut lines = commit.lines();
-        assert_eq!(lines.next(), Some("penguin-agent[bot]"));
-        assert!(
-            lines
-                .next()
-                .unwrap()
-                .ends_with("+penguin-agent[bot]@users.noreply.github.com"),
-            "{commit}"
-        );
-        assert!(commit.contains("Task-ID: task_"), "{commit}");
-        assert_eq!(
-            bare_git(&["show", &format!("{branch}:status.txt")]),
-            "fixed"
-        );
-        assert_ne!(
-            bare_git(&["rev-parse", "main"]),
-            bare_git(&["rev-parse", &branch]),
-            "main is untouched"
-        );
-        let pulls = self.github.standin.pulls(OWNER, REPO);
-        let pr = pulls
-            .iter()
-            .find(|p| p["head"]["ref"] == branch.as_str())
-            .expect("a pull request for the branch");
-        assert_eq!(pr["base"]["ref"], "main");
-        assert!(pr["body"].as_str().unwrap().contains("Task-ID: task_"));
-        branch
-    }
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let branch = bare_git(&[
+        "for-each-ref",
+        "--format=%(refname:short)",
+        "refs/heads/penguin/",
+    ]);
+    assert!(
+        branch.starts_with("penguin/") && branch.ends_with("-fix-tests"),
+        "{branch}"
+    );
+    let commit = bare_git(&["log", "-1", "--format=%an%n%ae%n%B", &branch]);
+    let mut lines = commit.lines();
+    assert_eq!(lines.next(), Some("penguin-agent[bot]"));
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .ends_with("+penguin-agent[bot]@users.noreply.github.com"),
+        "{commit}"
+    );
+    assert!(commit.contains("Task-ID: task_"), "{commit}");
+    assert_eq!(
+        bare_git(&["show", &format!("{branch}:status.txt")]),
+        "fixed"
+    );
+    assert_ne!(
+        bare_git(&["rev-parse", "main"]),
+        bare_git(&["rev-parse", &branch]),
+        "main is untouched"
+    );
+    let pulls = pod.github.standin.pulls(OWNER, REPO);
+    let pr = pulls
+        .iter()
+        .find(|p| p["head"]["ref"] == branch.as_str())
+        .expect("a pull request for the branch");
+    assert_eq!(pr["base"]["ref"], "main");
+    assert!(pr["body"].as_str().unwrap().contains("Task-ID: task_"));
+    branch
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -667,14 +504,14 @@ github:
 "#;
     // Tokens live three seconds: several rotations happen during the run.
     let pod = pod_with(Some(config), Duration::from_secs(3)).await;
-    pod.seed_failing_repository();
+    seed_failing_repository(&pod);
     pod.llm.push_reply(Reply::Text(
         r#"{"edits":[{"path":"status.txt","content":"fixed\n"}]}"#.into(),
     ));
     assert_eq!(
         pod.deliver(
             "fix-1",
-            &common::comment_delivery(1, false, "@Penguin fix tests", "octocat", "User", 9401)
+            &deliveries::comment(1, false, "@Penguin fix tests", "octocat", "User", 9401)
         )
         .await,
         200
@@ -686,7 +523,7 @@ github:
             .any(|(_, body, _)| body.contains("Tests pass after my changes"))
     })
     .await;
-    pod.assert_bot_branch_and_pr();
+    assert_bot_branch_and_pr(&pod);
     // Clone and push were more than a token lifetime apart (two ~2 s test
     // rounds against 3 s tokens): the push needed a newer git token, asked
     // for fresh, and no git request was refused.
@@ -719,11 +556,11 @@ github:
   fix_tests: { test_command: "grep -q fixed status.txt", max_rounds: 2, timeout_secs: 30 }
 "#;
     let pod = pod_with_config(Some(config)).await;
-    pod.seed_failing_repository();
+    seed_failing_repository(&pod);
     assert_eq!(
         pod.deliver(
             "ask-1",
-            &common::comment_delivery(1, false, "@Penguin fix tests", "octocat", "User", 9501)
+            &deliveries::comment(1, false, "@Penguin fix tests", "octocat", "User", 9501)
         )
         .await,
         200
@@ -749,7 +586,7 @@ github:
     assert_eq!(
         pod.deliver(
             "ask-2",
-            &common::comment_delivery(1, false, "@Penguin approve", "stranger", "User", 9502)
+            &deliveries::comment(1, false, "@Penguin approve", "stranger", "User", 9502)
         )
         .await,
         200
@@ -769,7 +606,7 @@ github:
     assert_eq!(
         pod.deliver(
             "ask-3",
-            &common::comment_delivery(1, false, "@Penguin approve", "octocat", "User", 9503)
+            &deliveries::comment(1, false, "@Penguin approve", "octocat", "User", 9503)
         )
         .await,
         200
@@ -783,7 +620,7 @@ github:
             })
     })
     .await;
-    pod.assert_bot_branch_and_pr();
+    assert_bot_branch_and_pr(&pod);
     assert!(!pod
         .github
         .standin
@@ -793,7 +630,7 @@ github:
     assert_eq!(
         pod.deliver(
             "ask-4",
-            &common::comment_delivery(1, false, "@Penguin approve", "octocat", "User", 9504)
+            &deliveries::comment(1, false, "@Penguin approve", "octocat", "User", 9504)
         )
         .await,
         200
@@ -879,7 +716,7 @@ async fn a_secondary_rate_limit_on_comments_is_waited_out() {
     assert_eq!(
         pod.deliver(
             "rl-1",
-            &common::comment_delivery(1, false, "@Penguin plan", "octocat", "User", 9601)
+            &deliveries::comment(1, false, "@Penguin plan", "octocat", "User", 9601)
         )
         .await,
         200
@@ -925,14 +762,14 @@ hooks:
         record = record.path().display()
     );
     let pod = pod_with_config(Some(&config)).await;
-    pod.seed_failing_repository();
+    seed_failing_repository(&pod);
     pod.llm.push_reply(Reply::Text(
         r#"{"edits":[{"path":"status.txt","content":"fixed\n"}]}"#.into(),
     ));
     assert_eq!(
         pod.deliver(
             "hooks-1",
-            &common::comment_delivery(1, false, "@Penguin fix tests", "octocat", "User", 9701)
+            &deliveries::comment(1, false, "@Penguin fix tests", "octocat", "User", 9701)
         )
         .await,
         200
@@ -995,7 +832,7 @@ async fn members_of_allowed_teams_may_act_without_write_permission() {
     assert_eq!(
         pod.deliver(
             "team-1",
-            &common::comment_delivery(1, false, "@Penguin plan", "teamy", "User", 9601)
+            &deliveries::comment(1, false, "@Penguin plan", "teamy", "User", 9601)
         )
         .await,
         200
@@ -1010,7 +847,7 @@ async fn members_of_allowed_teams_may_act_without_write_permission() {
     assert_eq!(
         pod.deliver(
             "team-2",
-            &common::comment_delivery(1, false, "@Penguin plan", "stranger", "User", 9602)
+            &deliveries::comment(1, false, "@Penguin plan", "stranger", "User", 9602)
         )
         .await,
         200
@@ -1036,7 +873,7 @@ async fn members_of_allowed_teams_may_act_without_write_permission() {
     assert_eq!(
         pod.deliver(
             "team-3",
-            &common::comment_delivery(1, false, "@Penguin plan", "octocat", "User", 9603)
+            &deliveries::comment(1, false, "@Penguin plan", "octocat", "User", 9603)
         )
         .await,
         200
@@ -1065,7 +902,7 @@ async fn a_repository_config_on_the_default_branch_only_narrows() {
     assert_eq!(
         pod.deliver(
             "narrow-1",
-            &common::comment_delivery(1, false, "@Penguin plan", "octocat", "User", 9701)
+            &deliveries::comment(1, false, "@Penguin plan", "octocat", "User", 9701)
         )
         .await,
         200
@@ -1089,7 +926,7 @@ async fn a_repository_config_on_the_default_branch_only_narrows() {
     assert_eq!(
         pod.deliver(
             "narrow-2",
-            &common::comment_delivery(2, true, "@Penguin summarize", "octocat", "User", 9702)
+            &deliveries::comment(2, true, "@Penguin summarize", "octocat", "User", 9702)
         )
         .await,
         200
@@ -1108,7 +945,7 @@ async fn a_repository_config_on_the_default_branch_only_narrows() {
     assert_eq!(
         pod.deliver(
             "narrow-3",
-            &common::comment_delivery(1, false, "@Penguin summarize", "octocat", "User", 9703)
+            &deliveries::comment(1, false, "@Penguin summarize", "octocat", "User", 9703)
         )
         .await,
         200
@@ -1130,7 +967,7 @@ github:
   fix_tests: { test_command: "grep -q fixed status.txt", max_rounds: 2, timeout_secs: 30, commit_via_api: true }
 "#;
     let pod = pod_with_config(Some(config)).await;
-    pod.seed_failing_repository();
+    seed_failing_repository(&pod);
     let pushes_before = pod.github.standin.git_pushes();
     pod.llm.push_reply(Reply::Text(
         r#"{"edits":[{"path":"status.txt","content":"fixed\n"}]}"#.into(),
@@ -1138,7 +975,7 @@ github:
     assert_eq!(
         pod.deliver(
             "gitdata-1",
-            &common::comment_delivery(1, false, "@Penguin fix tests", "octocat", "User", 9801)
+            &deliveries::comment(1, false, "@Penguin fix tests", "octocat", "User", 9801)
         )
         .await,
         200
@@ -1149,7 +986,7 @@ github:
             .any(|b| b.contains("Tests pass after my changes"))
     })
     .await;
-    let branch = pod.assert_bot_branch_and_pr();
+    let branch = assert_bot_branch_and_pr(&pod);
     // No git push: blobs, a tree, a commit GitHub signed, and a ref.
     assert_eq!(pod.github.standin.git_pushes(), pushes_before);
     for step in ["blobs", "trees", "commits", "refs"] {

@@ -1,33 +1,26 @@
-//! The pod as it runs: penguin-tokenator and penguin-api side by side (here in
-//! one process), sharing the socket and the credentials file, against the
+//! The pod as it runs: penguin-tokenator and penguin-api side by side as
+//! processes, sharing the socket and the credentials file, against the
 //! GitHub and model stand-ins.
 
-use clap::Parser;
-
-mod common;
-use llm_standin::{LlmStandIn, Reply};
-use penguin_test_support::GitHub;
+use llm_standin::Reply;
+use penguin_test_support::{api::KEY, binaries::workspace_binary, pod::Pod, GitHub};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-const KEY: &str = "e2e-key-0123456789abcdef";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_sees_the_tokenator_and_the_agent_never_reads_its_secrets() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
-    let llm = LlmStandIn::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
     // The shared volume sits inside the workspace: the policy must still keep the agent out.
-    let workspace = dir.path().join("workspace");
-    let run = workspace.join("run");
-    std::fs::create_dir_all(&run).unwrap();
-    std::fs::write(workspace.join("README.md"), "# pod\n").unwrap();
-    let socket = run.join("tokenator.sock");
-    let credentials = run.join("git-credentials");
-
-    common::start_tokenator(&github, dir.path(), &run).await;
-    let token = std::fs::read_to_string(&credentials).unwrap();
+    let pod = Pod::start(
+        workspace_binary("penguin-tokenator"),
+        workspace_binary("penguin-api"),
+        github,
+        "workspace/run",
+        |_, _| {},
+    )
+    .await;
+    let credentials = &pod.tokenator.credentials;
+    let token = std::fs::read_to_string(credentials).unwrap();
     let token = token
         .split(':')
         .nth(2)
@@ -36,36 +29,7 @@ async fn the_api_sees_the_tokenator_and_the_agent_never_reads_its_secrets() {
         .next()
         .unwrap()
         .to_string();
-
-    // The api reads its model from the environment, like in the pod.
-    std::env::set_var("PENGUIN_LLM_BASE_URL", llm.base_url());
-    std::env::set_var("PENGUIN_LLM_API_KEY", "sk-e2e-0123456789abcdefghij");
-    std::env::set_var("PENGUIN_DEFAULT_MODEL", "standin-model");
-    let data = dir.path().join("data");
-    let api = penguin_api::config::Cli::try_parse_from([
-        "penguin-api",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--api-keys",
-        KEY,
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--workspace",
-        workspace.to_str().unwrap(),
-        "--tokenator-socket",
-        socket.to_str().unwrap(),
-        "--git-credentials-path",
-        credentials.to_str().unwrap(),
-    ])
-    .unwrap()
-    .validate()
-    .unwrap();
-    let api = penguin_api::Api::build(api).await.unwrap();
-    let base = format!("http://{}", api.local_addr().unwrap());
-    tokio::spawn(api.serve(std::future::pending()));
-    let http = reqwest::Client::new();
+    let (llm, http, base) = (&pod.llm, &pod.api.http, pod.api.url(""));
 
     // Health shows the tokenator reachable, with the token's time to expiry.
     let health: Value = http

@@ -1,17 +1,15 @@
 //! REST API behaviour of the stand-in.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use github_standin::Fault;
 use http::{Method, StatusCode};
+use penguin_test_support::github_api::*;
 use serde_json::{json, Value};
 
 #[tokio::test]
 async fn app_jwt_is_accepted_and_app_parses_as_octocrab_model() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let resp = get(&base, "/app", Some(&bearer(&app_jwt()))).await;
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.json);
@@ -27,7 +25,7 @@ async fn app_jwt_is_accepted_and_app_parses_as_octocrab_model() {
 
 #[tokio::test]
 async fn jwt_issuer_may_be_id_string_number_or_client_id() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let now = now();
     for iss in [json!("4242"), json!(4242), json!("Iv1.penguintest0001")] {
@@ -42,7 +40,7 @@ async fn jwt_issuer_may_be_id_string_number_or_client_id() {
 
 #[tokio::test]
 async fn bad_jwts_are_rejected_with_githubs_messages() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let now = now();
     let cases = [
@@ -96,7 +94,7 @@ async fn bad_jwts_are_rejected_with_githubs_messages() {
 
 #[tokio::test]
 async fn jwt_time_checks_use_the_skewed_clock() {
-    let env = start_with(|c| c.clock_skew_secs = -3600).await;
+    let env = GitHub::empty(|c| c.clock_skew_secs = -3600).await.unwrap();
     let base = env.standin.url();
     // A fresh JWT by the real clock is an hour in the future for the stand-in.
     let resp = get(&base, "/app", Some(&bearer(&app_jwt()))).await;
@@ -125,7 +123,7 @@ async fn jwt_time_checks_use_the_skewed_clock() {
 
 #[tokio::test]
 async fn common_headers_are_present() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let resp = get(&base, "/app", Some(&bearer(&app_jwt()))).await;
     assert!(resp.header("date").is_some());
@@ -148,7 +146,7 @@ async fn common_headers_are_present() {
 
 #[tokio::test]
 async fn users_are_served() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let resp = get(&base, "/users/penguin-agent%5Bbot%5D", None).await;
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.json);
@@ -168,7 +166,7 @@ async fn users_are_served() {
 
 #[tokio::test]
 async fn installations_are_found_by_id_and_repository() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let jwt = bearer(&app_jwt());
     let resp = get(
@@ -206,7 +204,7 @@ async fn installations_are_found_by_id_and_repository() {
 
 #[tokio::test]
 async fn default_mint_grants_everything() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let before = chrono::Utc::now();
     let body = mint(&base, None).await;
@@ -252,7 +250,7 @@ async fn default_mint_grants_everything() {
 
 #[tokio::test]
 async fn scoped_mint_limits_repositories_and_permissions() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let body = mint(
         &base,
@@ -295,7 +293,7 @@ async fn scoped_mint_limits_repositories_and_permissions() {
 
 #[tokio::test]
 async fn over_scoped_and_bad_mints_are_rejected() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let jwt = bearer(&app_jwt());
     let post = |path: &'static str, body: &'static str| {
@@ -333,7 +331,9 @@ async fn over_scoped_and_bad_mints_are_rejected() {
 
 #[tokio::test]
 async fn tokens_expire_after_their_ttl() {
-    let env = start_with(|c| c.token_ttl = Duration::from_secs(1)).await;
+    let env = GitHub::empty(|c| c.token_ttl = Duration::from_secs(1))
+        .await
+        .unwrap();
     let base = env.standin.url();
     let token = mint_token(&base, None).await;
     let resp = get(
@@ -363,7 +363,9 @@ async fn tokens_expire_after_their_ttl() {
 
 #[tokio::test]
 async fn replication_lag_answers_401_then_ok() {
-    let env = start_with(|c| c.replication_lag = Duration::from_millis(1200)).await;
+    let env = GitHub::empty(|c| c.replication_lag = Duration::from_millis(1200))
+        .await
+        .unwrap();
     let base = env.standin.url();
     let token = mint_token(&base, None).await;
     assert!(env.standin.is_token_live(&token));
@@ -396,7 +398,7 @@ async fn replication_lag_answers_401_then_ok() {
 
 #[tokio::test]
 async fn revoked_tokens_stop_working() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let token = mint_token(&base, None).await;
     let resp = send(
@@ -438,7 +440,7 @@ async fn revoked_tokens_stop_working() {
 
 #[tokio::test]
 async fn suspended_and_deleted_installations() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let jwt = bearer(&app_jwt());
     let token = mint_token(&base, None).await;
@@ -493,7 +495,7 @@ async fn suspended_and_deleted_installations() {
 
 #[tokio::test]
 async fn injected_faults_answer_mints_in_order() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let jwt = bearer(&app_jwt());
     env.standin.fail_next_mints(2, Fault::Status(502));
@@ -565,7 +567,7 @@ async fn injected_faults_answer_mints_in_order() {
 
 #[tokio::test]
 async fn down_answers_503_on_every_api_route() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let token = mint_token(&base, None).await;
     env.standin.set_down(true);
@@ -599,7 +601,7 @@ async fn down_answers_503_on_every_api_route() {
 
 #[tokio::test]
 async fn rate_limits_are_per_identity_and_enforced() {
-    let env = start_with(|c| c.rate_limit_per_hour = 3).await;
+    let env = GitHub::empty(|c| c.rate_limit_per_hour = 3).await.unwrap();
     let base = env.standin.url();
     let token = mint_token(&base, None).await; // app: 1 used
     let auth = token_auth(&token);
@@ -651,7 +653,7 @@ async fn rate_limits_are_per_identity_and_enforced() {
 
 #[tokio::test]
 async fn dropping_the_standin_closes_the_port() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let addr = env.standin.addr();
     assert_eq!(env.standin.url(), format!("http://{addr}"));
     drop(env.standin);
@@ -661,7 +663,7 @@ async fn dropping_the_standin_closes_the_port() {
 
 #[tokio::test]
 async fn garbage_never_breaks_the_server() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     for auth in [
         "",

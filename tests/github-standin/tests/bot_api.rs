@@ -2,14 +2,12 @@
 //! pull requests, files, reviews and collaborator permissions. Every object is parsed with
 //! octocrab's model.
 
-#[macro_use]
-mod common;
-
 use std::path::Path;
 
-use common::*;
 use github_standin::{Fault, PullFileSpec, PullSpec, RecordedCall};
 use http::{Method, StatusCode};
+use penguin_test_support::github_api::*;
+use penguin_test_support::parse;
 use serde_json::{json, Value};
 
 const REPO: &str = "/repos/octo-org/hello-world";
@@ -59,7 +57,7 @@ fn sample_pull(number: u64, files: usize) -> PullSpec {
 
 #[tokio::test]
 async fn issues_and_comments_are_served_paginated_and_recorded() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let s = &env.standin;
     s.add_issue(
@@ -283,7 +281,7 @@ async fn issues_and_comments_are_served_paginated_and_recorded() {
 
 #[tokio::test]
 async fn only_the_bots_own_comments_can_be_edited() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let s = &env.standin;
     s.add_issue("octo-org", "hello-world", 1, "t", "b", "alice", &[]);
@@ -386,7 +384,7 @@ async fn only_the_bots_own_comments_can_be_edited() {
 
 #[tokio::test]
 async fn reactions_validate_content_and_deduplicate() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let s = &env.standin;
     s.add_issue("octo-org", "hello-world", 1, "t", "b", "alice", &[]);
@@ -479,7 +477,7 @@ async fn reactions_validate_content_and_deduplicate() {
 
 #[tokio::test]
 async fn labels_are_added_created_and_removed() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let s = &env.standin;
     s.add_issue("octo-org", "hello-world", 3, "t", "b", "alice", &["bug"]);
@@ -570,7 +568,7 @@ async fn labels_are_added_created_and_removed() {
 
 #[tokio::test]
 async fn check_runs_are_created_validated_and_completed() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let s = &env.standin;
     let mut pull = sample_pull(5, 1);
@@ -679,7 +677,7 @@ async fn check_runs_are_created_validated_and_completed() {
 
 #[tokio::test]
 async fn pull_requests_and_their_files_are_served() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let s = &env.standin;
     s.add_pull("octo-org", "hello-world", sample_pull(12, 35));
@@ -868,7 +866,7 @@ fn git(dir: &Path, args: &[&str]) {
 }
 
 /// A bare `octo-org/hello-world` with `main` and `feature` (one commit ahead).
-fn seed_branches(env: &Env) {
+fn seed_branches(env: &GitHub) {
     let bare = env.standin.create_repo("octo-org", "hello-world").unwrap();
     let bare = bare.to_str().unwrap();
     let work = env.dir.path().join("work");
@@ -886,7 +884,7 @@ fn seed_branches(env: &Env) {
 
 #[tokio::test]
 async fn pull_requests_are_created_listed_updated_and_deduplicated() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     seed_branches(&env);
     let base = env.standin.url();
     let s = &env.standin;
@@ -1083,7 +1081,7 @@ async fn pull_requests_are_created_listed_updated_and_deduplicated() {
 
 #[tokio::test]
 async fn reviews_are_submitted_with_githubs_rules() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     seed_branches(&env);
     let base = env.standin.url();
     let s = &env.standin;
@@ -1211,7 +1209,7 @@ async fn reviews_are_submitted_with_githubs_rules() {
 
 #[tokio::test]
 async fn collaborator_permissions_use_githubs_legacy_mapping() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let s = &env.standin;
     s.set_permission("octo-org", "hello-world", "alice", "write");
@@ -1273,7 +1271,7 @@ async fn collaborator_permissions_use_githubs_legacy_mapping() {
 
 #[tokio::test]
 async fn bot_routes_need_a_token_that_sees_the_repository() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let s = &env.standin;
     s.add_issue("octo-org", "hello-world", 1, "t", "b", "alice", &[]);
@@ -1397,7 +1395,7 @@ async fn octocrab_drives_the_bot_routes() {
     use octocrab::models::reactions::ReactionContent;
     use octocrab::params::checks::{CheckRunConclusion, CheckRunOutput, CheckRunStatus};
 
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     seed_branches(&env);
     let s = &env.standin;
     s.add_issue(

@@ -1,12 +1,10 @@
 //! Git smart HTTP through `git http-backend`, authenticated with installation tokens.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
 use http::{Method, StatusCode};
+use penguin_test_support::github_api::*;
 
 /// Runs git with a clean environment (no user config, no prompts); returns (success, stderr).
 async fn git(dir: &Path, args: &[&str]) -> (bool, String) {
@@ -71,7 +69,7 @@ fn remote(base: &str, token: &str, repo: &str) -> String {
 
 #[tokio::test]
 async fn push_and_clone_with_an_installation_token() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let bare = env.standin.create_repo("octo-org", "hello-world").unwrap();
     assert!(bare.join("HEAD").is_file());
@@ -112,7 +110,9 @@ async fn push_and_clone_with_an_installation_token() {
 
 #[tokio::test]
 async fn push_with_an_expired_token_fails() {
-    let env = start_with(|c| c.token_ttl = Duration::from_secs(1)).await;
+    let env = GitHub::empty(|c| c.token_ttl = Duration::from_secs(1))
+        .await
+        .unwrap();
     let base = env.standin.url();
     let bare = env.standin.create_repo("octo-org", "hello-world").unwrap();
     let token = mint_token(&base, None).await;
@@ -140,7 +140,7 @@ async fn push_with_an_expired_token_fails() {
 
 #[tokio::test]
 async fn push_needs_the_repository_and_contents_write() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     env.standin.create_repo("octo-org", "hello-world").unwrap();
     let work = work_tree(env.dir.path(), "work").await;
@@ -195,7 +195,7 @@ async fn push_needs_the_repository_and_contents_write() {
 
 #[tokio::test]
 async fn anonymous_requests_get_a_challenge_that_is_not_counted() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     env.standin.create_repo("octo-org", "hello-world").unwrap();
     let path = "/octo-org/hello-world.git/info/refs?service=git-upload-pack";
@@ -219,7 +219,7 @@ async fn anonymous_requests_get_a_challenge_that_is_not_counted() {
     assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
 }
 
-async fn mint_token_while_down(env: &Env) -> Option<String> {
+async fn mint_token_while_down(env: &GitHub) -> Option<String> {
     let resp = send(
         &env.standin.url(),
         Method::POST,
@@ -233,7 +233,7 @@ async fn mint_token_while_down(env: &Env) -> Option<String> {
 
 #[tokio::test]
 async fn info_refs_is_served_by_http_backend() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     env.standin.create_repo("octo-org", "hello-world").unwrap();
     let token = mint_token(&base, None).await;
@@ -272,7 +272,7 @@ async fn info_refs_is_served_by_http_backend() {
 
 #[tokio::test]
 async fn chunked_pushes_and_gzipped_fetches_work() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     env.standin.create_repo("octo-org", "hello-world").unwrap();
     let token = mint_token(&base, None).await;

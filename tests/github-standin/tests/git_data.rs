@@ -2,18 +2,16 @@
 //! repositories, and team memberships. Objects are parsed with octocrab's models, and what the
 //! API creates is checked with a real `git clone`.
 
-#[macro_use]
-mod common;
-
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use common::*;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt as _;
 use octocrab::models::git::{CreatedBlob, GitCommitObject, GitTree};
 use octocrab::models::memberships::{Role, TeamMembership};
 use octocrab::models::repos::{Content, Ref};
+use penguin_test_support::github_api::*;
+use penguin_test_support::parse;
 use serde_json::{json, Value};
 
 const REPO: &str = "/repos/octo-org/hello-world";
@@ -55,7 +53,7 @@ fn remote(base: &str, token: &str) -> String {
 
 /// Creates `octo-org/hello-world` and pushes `main` (README.md, docs/guide.md, run.sh), a
 /// `feature` branch with another README and a `v1` tag. Returns the main commit.
-async fn seed(env: &Env, token: &str) -> String {
+async fn seed(env: &GitHub, token: &str) -> String {
     let base = env.standin.url();
     env.standin.create_repo("octo-org", "hello-world").unwrap();
     let work = env.dir.path().join("seed");
@@ -153,7 +151,7 @@ async fn api_commit(
 }
 
 /// Clones `branch` into `dir` and returns the path.
-async fn clone(env: &Env, token: &str, branch: &str, name: &str) -> PathBuf {
+async fn clone(env: &GitHub, token: &str, branch: &str, name: &str) -> PathBuf {
     let dir = env.dir.path().join(name);
     git(
         env.dir.path(),
@@ -172,7 +170,7 @@ async fn clone(env: &Env, token: &str, branch: &str, name: &str) -> PathBuf {
 
 #[tokio::test]
 async fn contents_are_read_from_the_default_branch_or_a_ref() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let token = mint_token(&base, None).await;
     let main = seed(&env, &token).await;
@@ -351,7 +349,7 @@ async fn contents_are_read_from_the_default_branch_or_a_ref() {
 
 #[tokio::test]
 async fn a_git_data_commit_is_signed_by_the_bot_and_clonable() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let token = mint_token(&base, None).await;
     let main = seed(&env, &token).await;
@@ -572,7 +570,7 @@ async fn a_git_data_commit_is_signed_by_the_bot_and_clonable() {
 
 #[tokio::test]
 async fn ref_updates_must_fast_forward_unless_forced() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let token = mint_token(&base, None).await;
     let main = seed(&env, &token).await;
@@ -755,7 +753,7 @@ async fn ref_updates_must_fast_forward_unless_forced() {
 
 #[tokio::test]
 async fn trees_delete_paths_and_reject_bad_input() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let token = mint_token(&base, None).await;
 
@@ -967,7 +965,7 @@ async fn trees_delete_paths_and_reject_bad_input() {
 
 #[tokio::test]
 async fn git_data_needs_the_repository_and_contents_permissions() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let base = env.standin.url();
     let token = mint_token(&base, None).await;
     let main = seed(&env, &token).await;
@@ -1096,12 +1094,13 @@ async fn git_data_needs_the_repository_and_contents_permissions() {
 
 #[tokio::test]
 async fn team_memberships_need_the_organization_and_members_read() {
-    let env = start_with(|c| {
+    let env = GitHub::empty(|c| {
         c.installations[0]
             .permissions
             .insert("members".to_string(), "read".to_string());
     })
-    .await;
+    .await
+    .unwrap();
     let base = env.standin.url();
     env.standin
         .add_team_member("Octo-Org", "Core-Team", "Alice");

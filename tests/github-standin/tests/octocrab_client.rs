@@ -1,14 +1,12 @@
 //! octocrab, as a real GitHub client, talks to the stand-in.
 
-mod common;
-
-use common::*;
 use octocrab::models::{AppId, InstallationId, InstallationRepositories};
 use octocrab::secrecy::ExposeSecret as _;
+use penguin_test_support::github_api::*;
 
 #[tokio::test]
 async fn octocrab_app_flow_works_end_to_end() {
-    let env = start().await;
+    let env = GitHub::empty(|_| {}).await.unwrap();
     let key = jsonwebtoken::EncodingKey::from_rsa_pem(APP_KEY.as_bytes()).unwrap();
     let app = octocrab::Octocrab::builder()
         .base_uri(env.standin.url())

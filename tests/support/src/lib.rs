@@ -1,13 +1,31 @@
-//! Helpers for the Penguin pod's tests: fixture keys, a running GitHub
-//! stand-in, service processes with captured logs, ServiceAccount JWTs and
-//! their JWKS, and an isolated `git`.
+//! Helpers for the Penguin pod's tests, one job a module:
+//!
+//! - [`github`]: a running GitHub stand-in; [`github_api`]: requests to it the
+//!   way an App's clients make them (the stand-in's own tests);
+//! - [`tokenator`]: the tokenator as a process, the one way tests start one;
+//! - [`api`]: the api as a process, with its client;
+//! - [`pod`]: the whole pod (both stand-ins, the tokenator and the api);
+//! - [`deliveries`]: signed webhook deliveries; [`webhooks`]: GitHub's examples;
+//! - [`process`]: service processes with captured logs; [`binaries`]: where
+//!   another package's binary is;
+//! - [`keys`]: ServiceAccount JWTs and their JWKS; [`git`]: an isolated `git`;
+//!   [`load`]: closed-loop load for the benches.
 
+pub mod api;
+pub mod binaries;
+pub mod deliveries;
 pub mod git;
+pub mod github;
+pub mod github_api;
 pub mod keys;
+pub mod load;
+pub mod pod;
 pub mod process;
+pub mod tokenator;
 pub mod webhooks;
 
-use github_standin::{StandIn, StandInConfig};
+pub use github::GitHub;
+
 use std::{path::PathBuf, time::Duration};
 
 /// The App id the stand-in and the services agree on.
@@ -29,42 +47,6 @@ pub fn fixture(name: &str) -> PathBuf {
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A running stand-in with its own git root and `octo-org/hello-world` created.
-pub struct GitHub {
-    /// The stand-in.
-    pub standin: StandIn,
-    /// Temporary directory that holds the bare repositories.
-    pub dir: tempfile::TempDir,
-}
-
-impl GitHub {
-    /// Starts a stand-in whose tokens live `token_ttl`.
-    pub async fn start(token_ttl: Duration) -> anyhow::Result<GitHub> {
-        Self::start_with(|c| c.token_ttl = token_ttl).await
-    }
-
-    /// Starts a stand-in after `configure` adjusted its config.
-    pub async fn start_with(configure: impl FnOnce(&mut StandInConfig)) -> anyhow::Result<GitHub> {
-        let dir = tempfile::tempdir()?;
-        let public = std::fs::read_to_string(fixture("app-key.pub.pem"))?;
-        let mut config = StandInConfig::new(APP_ID, public, dir.path().join("git"));
-        configure(&mut config);
-        let standin = StandIn::start(config).await?;
-        standin.create_repo(OWNER, REPO)?;
-        Ok(GitHub { standin, dir })
-    }
-
-    /// The stand-in's base URL (API and git).
-    pub fn url(&self) -> String {
-        self.standin.url()
-    }
-
-    /// The clone URL of `octo-org/hello-world` (no credentials).
-    pub fn repo_url(&self) -> String {
-        format!("{}/{OWNER}/{REPO}.git", self.url())
-    }
 }
 
 /// Polls `check` every 20 ms until it holds or `timeout` passes.

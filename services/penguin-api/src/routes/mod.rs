@@ -2,6 +2,7 @@
 
 pub mod chat;
 pub mod conversations;
+pub mod github_webhook;
 pub mod health;
 pub mod session;
 pub mod system;
@@ -76,8 +77,8 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         )
         .route(
             "/api/v1/integrations/github/webhook",
-            axum::routing::post(crate::github::webhook::receive)
-                .layer(DefaultBodyLimit::max(crate::github::webhook::MAX_BODY)),
+            axum::routing::post(github_webhook::receive)
+                .layer(DefaultBodyLimit::max(penguin_bot::ingress::MAX_BODY)),
         )
         .route("/metrics", get(metrics))
         // Liveness: 200 while the process serves, even when degraded (a
@@ -105,7 +106,7 @@ async fn metrics(
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.bot_metrics.encode(),
+        state.bot.metrics.encode(),
     )
 }
 

@@ -21,6 +21,6 @@ pub use config::{
 };
 pub use runner::{
     docker_run_args, CommandOutput, CommandRunner, DockerRunner, LocalRunner, RunnerError,
-    MAX_OUTPUT_BYTES,
+    RunnerFactory, RunnerKind, MAX_OUTPUT_BYTES,
 };
 pub use tools::{ActionResult, ActionStatus, ToolRegistry, MAX_LIST_ENTRIES, MAX_READ_BYTES};

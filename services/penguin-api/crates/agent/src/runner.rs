@@ -198,6 +198,47 @@ struct Scratch {
     home: PathBuf,
 }
 
+/// Where commands run (`PENGUIN_RUNNER`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunnerKind {
+    /// A subprocess in a scratch copy of the workspace (development, tests).
+    Local,
+    /// A container from `PENGUIN_RUNNER_IMAGE` (untrusted code).
+    Docker,
+}
+
+/// Makes the configured kind of runner for a workspace: the one place that
+/// turns `PENGUIN_RUNNER` into a [`CommandRunner`], for tasks and the bot.
+#[derive(Clone)]
+pub struct RunnerFactory {
+    kind: RunnerKind,
+    image: Option<String>,
+    policy: Arc<SecurityPolicy>,
+}
+
+impl RunnerFactory {
+    /// Runners of `kind`; `image` is the container image of the docker
+    /// runner; `policy` decides what the local runner copies.
+    pub fn new(kind: RunnerKind, image: Option<String>, policy: Arc<SecurityPolicy>) -> Self {
+        RunnerFactory {
+            kind,
+            image,
+            policy,
+        }
+    }
+
+    /// A runner for commands in `workspace`.
+    pub fn runner(&self, workspace: PathBuf) -> Arc<dyn CommandRunner> {
+        match self.kind {
+            RunnerKind::Local => Arc::new(LocalRunner::with_policy(workspace, self.policy.clone())),
+            RunnerKind::Docker => Arc::new(DockerRunner::new(
+                self.image.clone().unwrap_or_default(),
+                workspace,
+            )),
+        }
+    }
+}
+
 /// Runs commands as local subprocesses in a scratch copy of the workspace
 /// (made once, on the first command; denied paths are not copied), with a
 /// clean environment (`PATH`, `HOME`, `LANG`, `TERM` only), stdin closed, in

@@ -9,8 +9,8 @@ use crate::{
     Delivery, DeliveryState, NewDelivery, Store, StoreError,
 };
 
-const DELIVERY_COLUMNS: &str =
-    "delivery_id, event, action, repository, payload, state, received_at, updated_at, note";
+const DELIVERY_COLUMNS: &str = "delivery_id, event, action, repository, payload, state, \
+     received_at, updated_at, note, attempts, next_attempt_at";
 
 fn row_to_delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
     Ok(Delivery {
@@ -23,6 +23,11 @@ fn row_to_delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
         received_at: col_time(r, 6)?,
         updated_at: col_time(r, 7)?,
         note: r.get(8)?,
+        attempts: r.get(9)?,
+        next_attempt_at: match r.get::<_, Option<String>>(10)? {
+            Some(_) => Some(col_time(r, 10)?),
+            None => None,
+        },
     })
 }
 
@@ -181,19 +186,58 @@ impl Store {
     }
 
     /// Up to `limit` (clamped to 1..=1000) deliveries still to process —
-    /// `Queued`, or `Processing` (cut off by a restart) — oldest first.
+    /// `Queued` and due (no retry scheduled, or its time has come), or
+    /// `Processing` (cut off by a restart) — oldest first.
     pub async fn pending_deliveries(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
         let limit = clamp_limit(limit);
         self.with_conn(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {DELIVERY_COLUMNS} FROM deliveries
-                 WHERE state IN ('queued', 'processing')
+                 WHERE state = 'processing'
+                    OR (state = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= ?2))
                  ORDER BY received_at, rowid LIMIT ?1"
             ))?;
             let rows = stmt
-                .query_map([limit], row_to_delivery)?
+                .query_map(params![limit, fmt_time(now())], row_to_delivery)?
                 .collect::<Result<_, _>>()?;
             Ok(rows)
+        })
+        .await
+    }
+
+    /// Deliveries waiting for a scheduled retry (queued, not yet due).
+    pub async fn scheduled_retries(&self) -> Result<u64, StoreError> {
+        self.with_conn(move |conn| {
+            let n: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM deliveries
+                 WHERE state = 'queued' AND next_attempt_at > ?1",
+                [fmt_time(now())],
+                |r| r.get(0),
+            )?;
+            Ok(n.max(0) as u64)
+        })
+        .await
+    }
+
+    /// Records a failed attempt: the delivery goes back to `Queued`, due at
+    /// `retry_at`, with `note`. Returns the number of failed attempts so far.
+    pub async fn record_failed_attempt(
+        &self,
+        delivery_id: &str,
+        note: String,
+        retry_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u32, StoreError> {
+        let delivery_id = delivery_id.to_owned();
+        self.with_conn(move |conn| {
+            conn.query_row(
+                "UPDATE deliveries SET state = 'queued', attempts = attempts + 1,
+                        next_attempt_at = ?1, updated_at = ?2, note = ?3
+                 WHERE delivery_id = ?4 RETURNING attempts",
+                params![fmt_time(retry_at), fmt_time(now()), note, delivery_id],
+                |r| r.get::<_, u32>(0),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::not_found("delivery", delivery_id))
         })
         .await
     }
@@ -343,6 +387,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn failed_attempts_are_counted_and_wait_until_due() {
+        let s = Store::open_in_memory().await.unwrap();
+        s.insert_delivery(new_delivery("d1")).await.unwrap();
+        s.insert_delivery(new_delivery("d2")).await.unwrap();
+        let later = now() + chrono::Duration::seconds(60);
+        assert_eq!(
+            s.record_failed_attempt("d1", "GitHub 502".into(), later)
+                .await
+                .unwrap(),
+            1
+        );
+        // Not due yet: only d2 is pending, d1 is a scheduled retry.
+        let pending = s.pending_deliveries(10).await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].delivery_id, "d2");
+        assert_eq!(s.scheduled_retries().await.unwrap(), 1);
+        let d1 = s.get_delivery("d1").await.unwrap();
+        assert_eq!(
+            (d1.state, d1.attempts, d1.note.as_deref()),
+            (DeliveryState::Queued, 1, Some("GitHub 502"))
+        );
+        assert_eq!(d1.next_attempt_at, Some(later));
+        // Due: pending again, and the count goes on.
+        let earlier = now() - chrono::Duration::seconds(1);
+        assert_eq!(
+            s.record_failed_attempt("d1", "again".into(), earlier)
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(s.pending_deliveries(10).await.unwrap().len(), 2);
+        s.set_delivery_state("d1", DeliveryState::Dead, Some("gave up".into()))
+            .await
+            .unwrap();
+        assert!(DeliveryState::Dead.is_terminal());
+        assert_eq!(s.pending_deliveries(10).await.unwrap().len(), 1);
+        assert_eq!(
+            s.record_failed_attempt("nope", String::new(), now())
+                .await
+                .unwrap_err(),
+            StoreError::not_found("delivery", "nope")
+        );
+    }
+
+    #[tokio::test]
     async fn pending_and_states() {
         let s = Store::open_in_memory().await.unwrap();
         for id in ["a", "b", "c", "d"] {
@@ -442,7 +531,7 @@ impl Store {
         .await
     }
 
-    /// Deletes finished deliveries (done, failed, ignored) received before
+    /// Deletes finished deliveries (done, failed, ignored, dead) received before
     /// `before`, with their payloads and comment claims; returns how many.
     /// Queued and processing deliveries are never pruned.
     pub async fn prune_deliveries(
@@ -452,12 +541,13 @@ impl Store {
         let cutoff = fmt_time(before);
         self.with_conn(move |conn| {
             let removed = conn.execute(
-                "DELETE FROM deliveries WHERE received_at < ?1 AND state IN (?2, ?3, ?4)",
+                "DELETE FROM deliveries WHERE received_at < ?1 AND state IN (?2, ?3, ?4, ?5)",
                 params![
                     cutoff,
                     DeliveryState::Done.as_str(),
                     DeliveryState::Failed.as_str(),
                     DeliveryState::Ignored.as_str(),
+                    DeliveryState::Dead.as_str(),
                 ],
             )?;
             Ok(removed as u64)

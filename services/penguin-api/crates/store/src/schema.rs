@@ -102,6 +102,12 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE deliveries ADD COLUMN progress TEXT;
     "#,
+    // 3: failed attempts and when the next one is due, so transient failures
+    // are retried with backoff and a delivery that keeps failing ends `dead`.
+    r#"
+    ALTER TABLE deliveries ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE deliveries ADD COLUMN next_attempt_at TEXT;
+    "#,
 ];
 
 /// The schema version this build creates and understands.

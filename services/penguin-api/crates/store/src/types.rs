@@ -219,16 +219,19 @@ pub enum DeliveryState {
     Failed,
     /// Deliberately not processed (duplicate, irrelevant event, …).
     Ignored,
+    /// Failed transiently on every allowed attempt; given up.
+    Dead,
 }
 
 impl DeliveryState {
     /// Every state, in declaration order.
-    pub const ALL: [DeliveryState; 5] = [
+    pub const ALL: [DeliveryState; 6] = [
         DeliveryState::Queued,
         DeliveryState::Processing,
         DeliveryState::Done,
         DeliveryState::Failed,
         DeliveryState::Ignored,
+        DeliveryState::Dead,
     ];
 
     /// The snake_case name, as serialised and stored.
@@ -239,10 +242,11 @@ impl DeliveryState {
             DeliveryState::Done => "done",
             DeliveryState::Failed => "failed",
             DeliveryState::Ignored => "ignored",
+            DeliveryState::Dead => "dead",
         }
     }
 
-    /// True for `Done`, `Failed` and `Ignored`: nothing more will happen.
+    /// True for `Done`, `Failed`, `Ignored` and `Dead`: nothing more will happen.
     pub fn is_terminal(self) -> bool {
         !matches!(self, DeliveryState::Queued | DeliveryState::Processing)
     }
@@ -302,6 +306,10 @@ pub struct Delivery {
     pub updated_at: DateTime<Utc>,
     /// The last note given with a state change.
     pub note: Option<String>,
+    /// Attempts that failed transiently so far.
+    pub attempts: u32,
+    /// When the next attempt is due (after a failed one), if any.
+    pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@
 //!   review: { max_files: 50, max_diff_lines: 2000, allow_request_changes: false, allow_approve: false }
 //!   fix_tests: { test_command: "cargo test", max_rounds: 3, timeout_secs: 600, commit_via_api: false }
 //!   retention_days: 7
+//!   delivery_retries: { max_attempts: 5, backoff_ms: 30000 }
 //! hooks:
 //!   pre:                                 # branch.create, commit.create, push, pr.create, review.run
 //!     branch.create:
@@ -172,6 +173,8 @@ pub struct GitHubConfig {
     pub fix_tests: FixTestsConfig,
     /// How long deliveries and task records are kept (default 7, at least 1).
     pub retention_days: u32,
+    /// `github.delivery_retries`.
+    pub delivery_retries: DeliveryRetries,
 }
 
 impl Default for GitHubConfig {
@@ -184,6 +187,28 @@ impl Default for GitHubConfig {
             review: ReviewConfig::default(),
             fix_tests: FixTestsConfig::default(),
             retention_days: 7,
+            delivery_retries: DeliveryRetries::default(),
+        }
+    }
+}
+
+/// `github.delivery_retries`: how a delivery that failed transiently (GitHub
+/// 5xx or rate limits, an unreachable tokenator, a failing model provider)
+/// is tried again before it ends `dead`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeliveryRetries {
+    /// Attempts in total, the first included (default 5, 1..=20).
+    pub max_attempts: u32,
+    /// Wait before the second attempt, doubling after each (with jitter, at
+    /// most an hour), in milliseconds (default 30000, 10..=3600000).
+    pub backoff_ms: u64,
+}
+
+impl Default for DeliveryRetries {
+    fn default() -> Self {
+        DeliveryRetries {
+            max_attempts: 5,
+            backoff_ms: 30_000,
         }
     }
 }
@@ -623,6 +648,7 @@ const GITHUB_KEYS: &[&str] = &[
     "review",
     "fix_tests",
     "retention_days",
+    "delivery_retries",
 ];
 
 fn parse_github(node: Node<'_>) -> Result<GitHubConfig, ConfigError> {
@@ -648,6 +674,15 @@ fn parse_github(node: Node<'_>) -> Result<GitHubConfig, ConfigError> {
     }
     if let Some(n) = map.get("retention_days") {
         c.retention_days = n.u64_in(1, 3650)? as u32;
+    }
+    if let Some(n) = map.get("delivery_retries") {
+        let retries = n.map(&["max_attempts", "backoff_ms"])?;
+        if let Some(n) = retries.get("max_attempts") {
+            c.delivery_retries.max_attempts = n.u64_in(1, 20)? as u32;
+        }
+        if let Some(n) = retries.get("backoff_ms") {
+            c.delivery_retries.backoff_ms = n.u64_in(10, 3_600_000)?;
+        }
     }
     Ok(c)
 }

@@ -1,0 +1,613 @@
+//! `@Penguin fix tests` / `fix <text>`: clone with a token down-scoped to
+//! the one repository, branch `penguin/<task>-<slug>`, run the repository's
+//! test command through the runner, let the model propose edits, apply them
+//! under the security policy, rerun (up to `max_rounds`), commit as the App's
+//! bot with a `Task-ID:` trailer, push, and open or update the pull request.
+//!
+//! Every git network operation asks the tokenator for a fresh token, so a
+//! rotation between two pushes is invisible; tokens never touch the disk.
+
+use super::Target;
+use crate::{
+    approval,
+    command::Command,
+    config::{HookEvent, ServerConfig},
+    event::Mention,
+    feedback,
+    git::{self, api_commit::FileChange, commit::Signature},
+    BotContext, BotError, BotResult,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::{path::Path, time::Duration};
+
+/// Test output shown to the model at most.
+const OUTPUT_LIMIT: usize = 12_000;
+/// Files listed for the model at most.
+const FILE_LIST_LIMIT: usize = 300;
+
+/// What is being fixed.
+struct FixRequest<'a> {
+    /// `owner/repo`.
+    pub repository: &'a str,
+    /// Issue or pull request number.
+    pub number: u64,
+    /// Title of the issue or pull request.
+    pub title: &'a str,
+    /// The branch to start from (a PR's head, or the default branch).
+    pub base_ref: &'a str,
+    /// The task id (branch name, commit trailer).
+    pub task_id: &'a str,
+    /// Extra instructions (`fix <text>`).
+    pub instructions: Option<&'a str>,
+    /// A maintainer approved it (`@Penguin approve`): "ask" capabilities may proceed.
+    pub approved: bool,
+    /// Who asked for it (hook context).
+    pub actor: &'a str,
+}
+
+/// Runs the pre-hooks of `event`; a failure stops the fix with the hook's stderr.
+async fn pre_hooks(config: &ServerConfig, event: HookEvent, context: &Value) -> BotResult<()> {
+    let mut context = context.clone();
+    context["event"] = json!(event.as_str());
+    crate::hooks::run_hooks(config.hooks.pre(event), &context)
+        .await
+        .map_err(|failure| {
+            BotError::Failed(format!(
+                "the {} pre-hook stopped the fix: {failure}",
+                event.as_str()
+            ))
+        })
+}
+
+/// Runs the post-hooks of `event`; a failure is reported, not fatal.
+async fn post_hooks(
+    config: &ServerConfig,
+    event: HookEvent,
+    context: &Value,
+    warnings: &mut Vec<String>,
+) {
+    let mut context = context.clone();
+    context["event"] = json!(event.as_str());
+    if let Err(failure) = crate::hooks::run_hooks(config.hooks.post(event), &context).await {
+        warnings.push(format!("⚠️ {} post-hook: {failure}", event.as_str()));
+    }
+}
+
+#[derive(Deserialize)]
+struct Edits {
+    edits: Vec<Edit>,
+}
+
+#[derive(Deserialize)]
+struct Edit {
+    path: String,
+    content: String,
+}
+
+fn slug(text: &str) -> String {
+    let slug: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let slug = slug
+        .split('-')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    slug.chars()
+        .take(40)
+        .collect::<String>()
+        .trim_matches('-')
+        .to_string()
+}
+
+/// `fix tests` / `fix <text>`: a pull request is fixed on top of its head,
+/// an issue on the default branch. `approved`: a maintainer approved it.
+pub async fn run(
+    ctx: &BotContext,
+    config: &ServerConfig,
+    m: &Mention,
+    command: &Command,
+    target: &Target<'_>,
+    approved: bool,
+) -> BotResult<String> {
+    let base_ref = match target.head_ref {
+        Some(head) => head.to_string(),
+        None => {
+            let (owner, repo) = (&target.client.owner, &target.client.repo);
+            let repository: Value = target
+                .client
+                .call("repository", |crab| async move {
+                    crab.get(format!("/repos/{owner}/{repo}"), None::<&()>)
+                        .await
+                })
+                .await?;
+            repository["default_branch"]
+                .as_str()
+                .unwrap_or("main")
+                .to_string()
+        }
+    };
+    let instructions = match command {
+        Command::Fix(text) => Some(text.as_str()),
+        _ => None,
+    };
+    fix_tests(
+        ctx,
+        config,
+        FixRequest {
+            repository: &m.repository,
+            number: m.number,
+            title: &m.title,
+            base_ref: &base_ref,
+            task_id: target.task_id,
+            instructions,
+            approved,
+            actor: &m.login,
+        },
+    )
+    .await
+}
+
+/// Runs the whole fix in a fresh clone, removed afterwards; returns the
+/// markdown report.
+async fn fix_tests(
+    ctx: &BotContext,
+    config: &ServerConfig,
+    request: FixRequest<'_>,
+) -> BotResult<String> {
+    if !approval::policy_allows_write(&ctx.policy).map_err(BotError::Config)? && !request.approved {
+        return Err(BotError::Failed(
+            "this needs a maintainer's approval first (`@Penguin approve`)".into(),
+        ));
+    }
+    let work = ctx.work_root.join(request.task_id);
+    let _ = tokio::fs::remove_dir_all(&work).await;
+    let result = fix_in(ctx, config, &request, &work).await;
+    let _ = tokio::fs::remove_dir_all(&work).await;
+    result
+}
+
+async fn fix_in(
+    ctx: &BotContext,
+    config: &ServerConfig,
+    request: &FixRequest<'_>,
+    work: &Path,
+) -> BotResult<String> {
+    let fix = &config.github.fix_tests;
+    let branch = format!(
+        "penguin/{}-{}",
+        request
+            .task_id
+            .trim_start_matches("task_")
+            .chars()
+            .take(8)
+            .collect::<String>(),
+        slug(request.instructions.unwrap_or("fix tests"))
+    );
+    let mut warnings = Vec::new();
+    let mut hook_context = json!({
+        "repository": request.repository,
+        "issue": request.number,
+        "branch": branch,
+        "base": request.base_ref,
+        "sha": Value::Null,
+        "task_id": request.task_id,
+        "actor": request.actor,
+    });
+    pre_hooks(config, HookEvent::BranchCreate, &hook_context).await?;
+    // Clone the base branch and create the work branch.
+    let url = ctx.git.clone_url(request.repository);
+    git::clone::clone(
+        &ctx.git,
+        request.repository,
+        &url,
+        Some(request.base_ref),
+        work,
+    )
+    .await?;
+    git::clone::start_branch(work, &branch).await?;
+    post_hooks(
+        config,
+        HookEvent::BranchCreate,
+        &hook_context,
+        &mut warnings,
+    )
+    .await;
+
+    let Rounds {
+        log,
+        edited,
+        passed,
+    } = repair(ctx, request, work, fix).await?;
+    if !passed {
+        return Err(BotError::Failed(format!(
+            "tests still fail after {} round(s): {}",
+            fix.max_rounds,
+            log.join("; ")
+        )));
+    }
+    if edited.is_empty() {
+        return Ok("The tests already pass: nothing to fix.".into());
+    }
+
+    let message = format!(
+        "Fix failing tests\n\nEdited by Penguin for #{}: {}\n\nTask-ID: {}\n",
+        request.number,
+        edited.join(", "),
+        request.task_id
+    );
+    let mut change = Change {
+        work,
+        branch: &branch,
+        message: &message,
+        hook_context: &mut hook_context,
+        warnings: &mut warnings,
+    };
+    let sha = if fix.commit_via_api {
+        commit_via_api(ctx, config, request, &edited, &mut change).await?
+    } else {
+        commit_and_push(ctx, config, request, &mut change).await?
+    };
+
+    pre_hooks(config, HookEvent::PrCreate, &hook_context).await?;
+    let pr = open_or_update_pr(ctx, request, &branch, &sha, &log).await?;
+    post_hooks(config, HookEvent::PrCreate, &hook_context, &mut warnings).await;
+    let mut report = format!(
+        "Tests pass after my changes ({}). Pushed `{}` to `{branch}` — {pr}.\n\n{}",
+        edited.join(", "),
+        &sha[..sha.len().min(12)],
+        log.iter()
+            .map(|l| format!("- {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    for warning in warnings {
+        report.push_str("\n\n");
+        report.push_str(&warning);
+    }
+    Ok(report)
+}
+
+/// What the test-and-edit rounds did.
+struct Rounds {
+    /// One line per round.
+    log: Vec<String>,
+    /// Paths the model edited.
+    edited: Vec<String>,
+    /// The last run passed.
+    passed: bool,
+}
+
+/// Runs the tests; while they fail, applies the model's edits under the
+/// policy and runs them again, up to `max_rounds`.
+async fn repair(
+    ctx: &BotContext,
+    request: &FixRequest<'_>,
+    work: &Path,
+    fix: &crate::config::FixTestsConfig,
+) -> BotResult<Rounds> {
+    let mut log = Vec::new();
+    let mut edited = Vec::new();
+    let mut passed = false;
+    for round in 1..=fix.max_rounds {
+        let (ok, output) = run_tests(
+            ctx,
+            work,
+            &fix.test_command,
+            Duration::from_secs(fix.timeout_secs),
+        )
+        .await?;
+        if ok {
+            passed = true;
+            log.push(format!("round {round}: tests pass"));
+            break;
+        }
+        log.push(format!("round {round}: tests fail"));
+        if round == fix.max_rounds {
+            break;
+        }
+        let edits = propose_edits(ctx, request, work, &fix.test_command, &output).await?;
+        if edits.is_empty() {
+            return Err(BotError::Failed("the model proposed no edits".into()));
+        }
+        for edit in edits {
+            let path = ctx.policy.check_path(work, &edit.path).map_err(|denied| {
+                BotError::Failed(format!("edit of {} refused: {denied}", edit.path))
+            })?;
+            let io = |e: std::io::Error| BotError::Io(format!("{}: {e}", edit.path));
+            if let Some(parent) = path.parent() {
+                tokio::fs::create_dir_all(parent).await.map_err(io)?;
+            }
+            tokio::fs::write(&path, &edit.content).await.map_err(io)?;
+            edited.push(edit.path);
+        }
+    }
+    Ok(Rounds {
+        log,
+        edited,
+        passed,
+    })
+}
+
+/// The commit being made: where, on which branch, with which message, and
+/// the hooks' context and warnings.
+struct Change<'a> {
+    work: &'a Path,
+    branch: &'a str,
+    message: &'a str,
+    hook_context: &'a mut Value,
+    warnings: &'a mut Vec<String>,
+}
+
+/// Commits locally as the App's bot and pushes with a fresh token.
+async fn commit_and_push(
+    ctx: &BotContext,
+    config: &ServerConfig,
+    request: &FixRequest<'_>,
+    change: &mut Change<'_>,
+) -> BotResult<String> {
+    let bot = ctx.github.bot_identity().await?;
+    pre_hooks(config, HookEvent::CommitCreate, change.hook_context).await?;
+    let by = Signature {
+        name: bot.login,
+        email: bot.email,
+    };
+    let sha =
+        git::commit::commit(change.work, git::commit::Stage::All, &by, change.message).await?;
+    change.hook_context["sha"] = json!(sha);
+    post_hooks(
+        config,
+        HookEvent::CommitCreate,
+        change.hook_context,
+        change.warnings,
+    )
+    .await;
+
+    pre_hooks(config, HookEvent::Push, change.hook_context).await?;
+    git::push::push_head(&ctx.git, request.repository, change.work, change.branch).await?;
+    post_hooks(
+        config,
+        HookEvent::Push,
+        change.hook_context,
+        change.warnings,
+    )
+    .await;
+    Ok(sha)
+}
+
+/// Commits through the Git Data API (GitHub signs it as the App) and points
+/// the branch at the commit; the same hooks run around both steps.
+async fn commit_via_api(
+    ctx: &BotContext,
+    config: &ServerConfig,
+    request: &FixRequest<'_>,
+    edited: &[String],
+    change: &mut Change<'_>,
+) -> BotResult<String> {
+    let (parent, base_tree) = git::commit::head(change.work).await?;
+    let mut changes: Vec<FileChange> = Vec::new();
+    for path in edited {
+        if changes.iter().any(|c| &c.path == path) {
+            continue;
+        }
+        let full = change.work.join(path);
+        let content = tokio::fs::read(&full)
+            .await
+            .map_err(|e| BotError::Io(format!("{path}: {e}")))?;
+        let executable = {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(&full).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+        };
+        changes.push(FileChange {
+            path: path.clone(),
+            content,
+            executable,
+        });
+    }
+    let client = ctx
+        .github
+        .repo(request.repository, &[("contents", "write")])
+        .await?;
+    let result = async {
+        pre_hooks(config, HookEvent::CommitCreate, change.hook_context).await?;
+        let sha =
+            git::api_commit::create_commit(&client, &parent, &base_tree, &changes, change.message)
+                .await?;
+        change.hook_context["sha"] = json!(sha);
+        post_hooks(
+            config,
+            HookEvent::CommitCreate,
+            change.hook_context,
+            change.warnings,
+        )
+        .await;
+        pre_hooks(config, HookEvent::Push, change.hook_context).await?;
+        git::api_commit::point_branch(&client, change.branch, &sha).await?;
+        post_hooks(
+            config,
+            HookEvent::Push,
+            change.hook_context,
+            change.warnings,
+        )
+        .await;
+        Ok(sha)
+    }
+    .await;
+    client.finish().await;
+    result
+}
+
+/// (passed, combined output).
+async fn run_tests(
+    ctx: &BotContext,
+    work: &Path,
+    command: &str,
+    timeout: Duration,
+) -> BotResult<(bool, String)> {
+    // A fresh runner per round: the local runner copies the working tree once.
+    let output = ctx
+        .runners
+        .runner(work.to_path_buf())
+        .run(command, timeout)
+        .await
+        .map_err(|e| BotError::Failed(format!("the test command could not run: {e}")))?;
+    let combined = format!("{}\n{}", output.stdout, output.stderr);
+    Ok((output.exit_code == Some(0) && !output.timed_out, combined))
+}
+
+fn list_files(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.file_name().is_some_and(|n| n == ".git") || out.len() >= FILE_LIST_LIMIT {
+                continue;
+            }
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else if let Ok(rel) = path.strip_prefix(root) {
+                out.push(rel.display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+async fn propose_edits(
+    ctx: &BotContext,
+    request: &FixRequest<'_>,
+    work: &Path,
+    command: &str,
+    output: &str,
+) -> BotResult<Vec<Edit>> {
+    let files = list_files(work);
+    // Show the model the small text files the output mentions.
+    let mut shown = String::new();
+    for file in files.iter().filter(|f| output.contains(f.as_str())).take(5) {
+        if let Ok(path) = ctx.policy.check_path(work, file) {
+            if let Ok(text) = tokio::fs::read_to_string(&path).await {
+                shown.push_str(&format!(
+                    "--- {file}\n{}\n",
+                    text.chars().take(8000).collect::<String>()
+                ));
+            }
+        }
+    }
+    let output: String = penguin_agent::strip_hidden(output)
+        .chars()
+        .take(OUTPUT_LIMIT)
+        .collect();
+    let prompt = format!(
+        "Repository {} — #{}: {}\nTest command: {command}\nExtra instructions: {}\n\nFailing output:\n{output}\n\nFiles:\n{}\n\n{shown}",
+        request.repository,
+        request.number,
+        penguin_agent::strip_hidden(request.title),
+        request.instructions.map(penguin_agent::strip_hidden).unwrap_or_default(),
+        files.join("\n"),
+    );
+    let text = ctx
+        .model
+        .ask(
+            "You fix failing tests. Answer only with JSON: {\"edits\":[{\"path\":\"relative/path\",\"content\":\"the whole new file\"}]}.",
+            &prompt,
+        )
+        .await?;
+    let json = text
+        .find('{')
+        .zip(text.rfind('}'))
+        .map(|(start, end)| &text[start..=end])
+        .ok_or_else(|| BotError::Failed("the model's answer holds no JSON edits".into()))?;
+    let edits: Edits = serde_json::from_str(json)
+        .map_err(|e| BotError::Failed(format!("the model's edits are not valid JSON: {e}")))?;
+    Ok(edits.edits)
+}
+
+async fn open_or_update_pr(
+    ctx: &BotContext,
+    request: &FixRequest<'_>,
+    branch: &str,
+    sha: &str,
+    log: &[String],
+) -> BotResult<String> {
+    let client = ctx
+        .github
+        .repo(
+            request.repository,
+            &[("pull_requests", "write"), ("contents", "read")],
+        )
+        .await?;
+    let (owner, repo) = (client.owner.clone(), client.repo.clone());
+    let body = format!(
+        "Penguin fixed the failing tests for #{}.\n\n{}\n\nTask-ID: {}\nCommit: {sha}",
+        request.number,
+        log.iter()
+            .map(|l| format!("- {l}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        request.task_id
+    );
+    let result = async {
+        let (owner, repo) = (owner.as_str(), repo.as_str());
+        let existing: Vec<Value> = client
+            .call("open pull requests", |crab| async move {
+                crab.get(
+                    format!("/repos/{owner}/{repo}/pulls"),
+                    Some(&json!({ "head": format!("{owner}:{branch}"), "state": "open" })),
+                )
+                .await
+            })
+            .await?;
+        match existing.first().and_then(|p| p["number"].as_u64()) {
+            // Idempotent by branch: a rerun adds to the same pull request.
+            Some(number) => feedback::set_pull_body(&client, number, &body)
+                .await
+                .map(|()| format!("updated pull request #{number}")),
+            None => client
+                .create("pull request", |crab| {
+                    let pull = json!({
+                        "title": format!("Fix tests for #{}", request.number),
+                        "head": branch,
+                        "base": request.base_ref,
+                        "body": body,
+                    });
+                    async move {
+                        crab.post::<_, Value>(format!("/repos/{owner}/{repo}/pulls"), Some(&pull))
+                            .await
+                    }
+                })
+                .await
+                .map(|pr| format!("opened pull request #{}", pr["number"])),
+        }
+    }
+    .await;
+    client.finish().await;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branch_slugs_are_short_and_safe() {
+        assert_eq!(
+            slug("Fix the flaky `parse()` test!"),
+            "fix-the-flaky-parse-test"
+        );
+        assert!(slug(&"a".repeat(100)).len() <= 40);
+        assert_eq!(slug("../../etc"), "etc");
+    }
+}

@@ -1,0 +1,111 @@
+//! What the bot works with, built once at start-up and handed to every
+//! stage: storage, GitHub access, git credentials, the model, the runner,
+//! the hot-reloaded configuration, the security policy and the metrics.
+//! Nothing else of the api reaches the bot.
+
+use crate::{
+    config::ConfigWatcher,
+    git::GitAuth,
+    github_api::{AccessCache, GitHubAccess},
+    limits::CommandLimiter,
+    metrics::BotMetrics,
+    BotError, BotResult,
+};
+use penguin_agent::{RunnerFactory, SecurityPolicy};
+use penguin_api_store::Store;
+use penguin_llm::{ChatMessage, ChatModel, ChatRequest, Role, Usage};
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex, RwLock},
+};
+use tokio::sync::Notify;
+
+/// Called with every model call's token usage (the api keeps totals).
+pub type UsageSink = Arc<dyn Fn(Option<Usage>) + Send + Sync>;
+
+/// The model the bot asks, with the current model name and where usage goes.
+#[derive(Clone)]
+pub struct ModelAccess {
+    model: Option<Arc<dyn ChatModel>>,
+    current: Arc<RwLock<String>>,
+    on_usage: UsageSink,
+}
+
+impl ModelAccess {
+    /// `model` (none when no provider is configured), asked for the model
+    /// named in `current`; `on_usage` sees every call's usage.
+    pub fn new(
+        model: Option<Arc<dyn ChatModel>>,
+        current: Arc<RwLock<String>>,
+        on_usage: UsageSink,
+    ) -> Self {
+        ModelAccess {
+            model,
+            current,
+            on_usage,
+        }
+    }
+
+    /// One completion: `system` instructions, then `prompt` (untrusted text
+    /// must already be stripped of hidden content). Errors are redacted.
+    pub async fn ask(&self, system: &str, prompt: &str) -> BotResult<String> {
+        let model = self.model.as_ref().ok_or(BotError::NoModel)?;
+        let name = self
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let answer = model
+            .complete(ChatRequest {
+                model: name,
+                messages: vec![
+                    ChatMessage::new(Role::System, system),
+                    ChatMessage::new(Role::User, prompt),
+                ],
+                ..Default::default()
+            })
+            .await?;
+        (self.on_usage)(answer.usage);
+        Ok(answer.message.content)
+    }
+}
+
+/// The bot's narrow view of the server.
+pub struct BotContext {
+    /// Deliveries, tasks, claims and pending approvals.
+    pub store: Store,
+    /// The server's `github` and `hooks` configuration, hot-reloaded.
+    pub config: Arc<ConfigWatcher>,
+    /// GitHub REST with tokens from the tokenator.
+    pub github: GitHubAccess,
+    /// Commenters' permissions and team memberships, reused for a minute.
+    pub access: AccessCache,
+    /// Credentials for git over https.
+    pub git: GitAuth,
+    /// The model.
+    pub model: ModelAccess,
+    /// Where repository commands run.
+    pub runners: RunnerFactory,
+    /// The server's security policy (what the bot may edit and run).
+    pub policy: Arc<SecurityPolicy>,
+    /// Metrics.
+    pub metrics: Arc<BotMetrics>,
+    /// Per-repository and per-user command caps.
+    pub limiter: Mutex<CommandLimiter>,
+    /// The api's public base URL (links to tasks in check runs and comments).
+    pub public_url: String,
+    /// Where fixes clone repositories (one directory per task).
+    pub work_root: PathBuf,
+    /// Wakes the worker when a delivery was stored.
+    pub wake: Arc<Notify>,
+}
+
+impl BotContext {
+    /// The link to a task in the api.
+    pub fn task_url(&self, task_id: &str) -> String {
+        format!(
+            "{}/api/v1/tasks/{task_id}",
+            self.public_url.trim_end_matches('/')
+        )
+    }
+}

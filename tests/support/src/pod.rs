@@ -1,0 +1,159 @@
+//! The pod as it runs: the tokenator and the api as processes side by side,
+//! sharing `run/` (the socket and the credentials file) the way the
+//! containers share `/run/penguin`, against the GitHub and model stand-ins.
+
+use crate::{api::Api, deliveries, tokenator::Tokenator, GitHub};
+use llm_standin::LlmStandIn;
+use serde_json::Value;
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+/// The webhook secret the api is given unless `configure` changes it.
+pub const WEBHOOK_SECRET: &str = "pod-webhook-secret-0123";
+
+/// A running pod; its processes are killed when it is dropped.
+pub struct Pod {
+    /// The GitHub stand-in.
+    pub github: GitHub,
+    /// The model stand-in the api talks to.
+    pub llm: LlmStandIn,
+    /// The tokenator.
+    pub tokenator: Tokenator,
+    /// The api.
+    pub api: Api,
+    /// The directory the tokenator and the api share.
+    pub run: PathBuf,
+    /// The pod's directory: the api's `data/` and `workspace/`, and `run`.
+    pub dir: tempfile::TempDir,
+}
+
+impl Pod {
+    /// Starts the pod against `github`: the tokenator (`tokenator_bin`) with
+    /// its socket and credentials file in `run`, a path inside the pod's
+    /// directory, until it is ready; then the api (`api_bin`) with
+    /// [`api::env`](crate::api::env) for a new model stand-in, the
+    /// tokenator's [`api_env`](Tokenator::api_env) and [`WEBHOOK_SECRET`],
+    /// adjusted by `configure`, which is given the pod's directory.
+    pub async fn start(
+        tokenator_bin: impl AsRef<Path>,
+        api_bin: impl AsRef<Path>,
+        github: GitHub,
+        run: &str,
+        configure: impl FnOnce(&mut HashMap<String, String>, &Path),
+    ) -> Pod {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join(run);
+        let tokenator = Tokenator::start_sharing(tokenator_bin, &github, &run).await;
+        let llm = LlmStandIn::start().await.unwrap();
+        let mut env = crate::api::env(dir.path(), Some(&llm));
+        env.extend(tokenator.api_env());
+        env.insert("GITHUB_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into());
+        configure(&mut env, dir.path());
+        let api = Api::start(api_bin, env).await;
+        Pod {
+            github,
+            llm,
+            tokenator,
+            api,
+            run,
+            dir,
+        }
+    }
+
+    /// Posts an `issue_comment` delivery signed with the api's webhook
+    /// secret; the status.
+    pub async fn deliver(&self, id: &str, payload: &Value) -> u16 {
+        self.deliver_event("issue_comment", id, payload).await
+    }
+
+    /// Posts an `event` delivery signed with the api's webhook secret; the status.
+    pub async fn deliver_event(&self, event: &str, id: &str, payload: &Value) -> u16 {
+        let body = serde_json::to_vec(payload).unwrap();
+        let secret = self.api.env["GITHUB_WEBHOOK_SECRET"].as_bytes();
+        deliveries::signed(
+            &self.api.http,
+            &self.api.url(""),
+            secret,
+            event,
+            Some(id),
+            &body,
+        )
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+    }
+
+    /// Waits until the metric series `name` (with its labels, if any) from `GET /metrics` satisfies
+    /// `check`, and returns its value. Metrics are set after the step that a
+    /// test usually waits for (the gauge after the last label), so a test
+    /// must wait for the value itself rather than read it once.
+    pub async fn wait_for_metric(&self, name: &str, check: impl Fn(f64) -> bool) -> f64 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = self.api.metrics().await;
+            let value = text
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok());
+            match value {
+                Some(value) if check(value) => return value,
+                _ if tokio::time::Instant::now() >= deadline => {
+                    panic!("timed out waiting for {name} (last {value:?}) in\n{text}")
+                }
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    /// The bot's comments on `number` of `octo-org/hello-world`.
+    pub fn bot_comments(&self, number: u64) -> Vec<String> {
+        self.github
+            .standin
+            .comments(crate::OWNER, crate::REPO, number)
+            .into_iter()
+            .filter(|(_, _, author)| author.ends_with("[bot]"))
+            .map(|(_, body, _)| body)
+            .collect()
+    }
+
+    /// Commits `files` to `main` with the git CLI and the tokenator's credentials file.
+    pub fn push_to_main(&self, files: &[(&str, &str)]) {
+        let seed = self.run.join("seed");
+        let home = self.run.join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let helper = format!(
+            "credential.helper=store --file {}",
+            self.tokenator.credentials.display()
+        );
+        let git = |cwd: &Path, args: &[&str]| crate::git::git_ok(cwd, &home, args);
+        if !seed.join(".git").exists() {
+            std::fs::create_dir_all(&seed).unwrap();
+            git(&seed, &["init", "-q", "-b", "main"]);
+        }
+        for (path, content) in files {
+            let file = seed.join(path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, content).unwrap();
+            git(&seed, &["add", path]);
+        }
+        git(&seed, &["commit", "-q", "-m", "seed"]);
+        git(
+            &seed,
+            &["-c", &helper, "push", "-q", &self.github.repo_url(), "main"],
+        );
+    }
+
+    /// Waits up to 20 s until `check` holds for the stand-in, panicking with
+    /// `what` and every call the stand-in recorded.
+    pub async fn wait_for(&self, what: &str, check: impl Fn(&GitHub) -> bool) {
+        assert!(
+            crate::eventually(Duration::from_secs(20), || check(&self.github)).await,
+            "timed out waiting for {what}; calls: {:#?}",
+            self.github.standin.calls()
+        );
+    }
+}
