@@ -14,8 +14,9 @@ static PATTERNS: LazyLock<Vec<Regex>> = LazyLock::new(|| {
     [
         // PEM private keys, whole block (PKCS#1, PKCS#8, EC, encrypted).
         r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)",
-        // GitHub tokens; stateless ghs_ tokens contain dots.
-        r"\b(ghs|ghp|gho|ghu|ghr)_[A-Za-z0-9._]{16,}",
+        // GitHub tokens, of any length: stateless installation tokens are
+        // `ghs_<app id>_<JWT>`, base64url, so `.`, `_` and `-` occur.
+        r"\b(ghs|ghp|gho|ghu|ghr)_[A-Za-z0-9._-]{16,}",
         r"\bgithub_pat_[A-Za-z0-9_]{20,}",
         // JWTs (App JWTs, ServiceAccount tokens): base64url header.payload.signature.
         r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
@@ -95,6 +96,12 @@ mod tests {
                 "ghs",
                 "_eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiIxIn0.c2lnbmF0dXJlLXRleHQ",
             ),
+            // A stateless installation token: `ghs_<app id>_<JWT>`, base64url
+            // with `-` and `_` anywhere, about 520 characters.
+            (
+                "ghs",
+                "_4242_eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiI0MjQyIn0-_aGVhZGVy.c2ln-bmF0-dXJl_",
+            ),
             (
                 "github_pat",
                 "_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz",
@@ -108,6 +115,8 @@ mod tests {
         .iter()
         .map(|(a, b)| format!("{a}{b}"))
         .collect();
+        let long = format!("ghs_4242_eyJ{}-{}", "aB3_".repeat(100), "Zz-9".repeat(30));
+        let samples: Vec<String> = samples.into_iter().chain([long]).collect();
         for secret in &samples {
             let secret = secret.as_str();
             let line = format!("minted token={secret} for octo-org");

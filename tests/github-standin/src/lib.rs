@@ -551,6 +551,16 @@ impl StandIn {
         })
     }
 
+    /// Replaces the body of an issue or pull request, as its author editing it on GitHub would.
+    pub fn edit_body(&self, owner: &str, repo: &str, number: u64, body: &str) {
+        self.shared.with(|s| {
+            if let Some(issue) = s.store.repo_mut(owner, repo).issues.get_mut(&number) {
+                issue.body = body.to_string();
+                issue.updated_at = chrono::Utc::now();
+            }
+        })
+    }
+
     /// The comments of an issue or pull request in order: (id, body, author login).
     pub fn comments(&self, owner: &str, repo: &str, number: u64) -> Vec<(u64, String, String)> {
         self.shared.with(|s| {

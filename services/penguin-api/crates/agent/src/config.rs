@@ -190,6 +190,13 @@ pub struct SecurityPolicy {
     always_denied: Vec<PathBuf>,
 }
 
+/// Whether a component of `path` is `.git` (any case).
+fn in_git_dir(path: &Path) -> bool {
+    path.components().any(|c| {
+        matches!(c, Component::Normal(name) if name.to_string_lossy().eq_ignore_ascii_case(".git"))
+    })
+}
+
 impl SecurityPolicy {
     /// Reads the `security` section of the configuration file at `path`.
     /// A missing file gives the defaults. `always_denied` are absolute paths
@@ -336,7 +343,21 @@ impl SecurityPolicy {
     /// always-denied paths. The path need not exist (its missing part is
     /// appended to the canonical existing part).
     pub fn check_path(&self, workspace: &Path, requested: &str) -> Result<PathBuf, PolicyDenied> {
-        let result = self.resolve(workspace, requested);
+        let result = self.resolve(workspace, requested).and_then(|resolved| {
+            // The repository's own metadata is never the agent's to read or
+            // change (`.git/config` holds the remote the push goes to), by
+            // name as asked or as resolved, in any case.
+            let inside = std::fs::canonicalize(workspace)
+                .ok()
+                .and_then(|ws| resolved.strip_prefix(ws).ok().map(Path::to_path_buf))
+                .unwrap_or_default();
+            if in_git_dir(Path::new(requested)) || in_git_dir(&inside) {
+                return Err(PolicyDenied::new(format!(
+                    "{requested} is inside .git, which the agent may not read or change"
+                )));
+            }
+            Ok(resolved)
+        });
         match &result {
             Ok(_) => tracing::debug!(path = %requested, decision = "allow", "path check"),
             Err(denied) => {

@@ -329,3 +329,43 @@ fn nul_and_odd_input_never_panics() {
     // A missing workspace is a denial, not a panic.
     denied(&policy, Path::new("/nonexistent/workspace"), "x");
 }
+
+/// A model edit or read of `.git` (the remote the bot pushes to lives in
+/// `.git/config`) is refused whatever the spelling, and even through a
+/// symbolic link or a symlinked workspace (the canonical/non-canonical
+/// comparison the fix used to make let `.git/config` through).
+#[test]
+fn git_metadata_is_never_reachable() {
+    let real = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(real.path().join(".git/hooks")).unwrap();
+    std::fs::create_dir_all(real.path().join("sub/.GIT")).unwrap();
+    std::fs::write(real.path().join(".git/config"), "[remote]\n").unwrap();
+    std::os::unix::fs::symlink(".git", real.path().join("gitlink")).unwrap();
+    // The workspace as a symbolic link to the real directory, and relative.
+    let holder = tempfile::tempdir().unwrap();
+    let linked = holder.path().join("ws");
+    std::os::unix::fs::symlink(real.path(), &linked).unwrap();
+    let policy = load("security:\n  mode: full\n").unwrap();
+    for ws in [real.path(), linked.as_path()] {
+        for path in [
+            ".git/config",
+            ".git",
+            "./.git/hooks/pre-push",
+            ".GIT/config",
+            ".Git/HEAD",
+            "sub/.GIT/x",
+            "src/../.git/config",
+            "gitlink/config",
+        ] {
+            let err = policy
+                .check_path(ws, path)
+                .expect_err(&format!("{path} in {}", ws.display()));
+            assert!(err.to_string().contains(".git"), "{path}: {err}");
+        }
+        let absolute = format!("{}/.git/config", ws.display());
+        assert!(policy.check_path(ws, &absolute).is_err(), "{absolute}");
+        assert!(policy.check_path(ws, ".gitignore").is_ok());
+        assert!(policy.check_path(ws, "src/git/mod.rs").is_ok());
+        assert!(policy.check_path(ws, ".github/workflows/ci.yml").is_ok());
+    }
+}

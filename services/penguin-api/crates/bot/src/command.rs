@@ -20,12 +20,16 @@
 //! `fix` and `question` is the rest of the comment after the mention, trimmed
 //! (leading `,:;.!-` are dropped, so `@Penguin, why?` asks `why?`).
 //!
-//! What does not count, so quoting or documenting a command never triggers it:
+//! Only prose counts: the comment is parsed as CommonMark (pulldown-cmark)
+//! and a mention must be text of a paragraph or list item. So quoting or
+//! documenting a command never triggers it:
 //! - hidden markdown ([`penguin_agent::strip_hidden`]: HTML comments, invisible
 //!   characters); `<!-- @Penguin fix tests -->` is not a command;
-//! - fenced code blocks (```` ``` ```` or `~~~`, at any indentation; an
-//!   unclosed fence runs to the end) and inline code spans (`` `@Penguin help` ``);
-//! - blockquote lines (starting with `>`).
+//! - code: fenced (```` ``` ```` or `~~~`; an unclosed fence runs to the end),
+//!   indented, and inline spans (`` `@Penguin help` ``);
+//! - HTML (`<pre>@Penguin plan</pre>`, inline tags), block quotes at any depth
+//!   (also inside a list item: `- > @Penguin fix tests`), headings, tables and
+//!   link reference definitions (`[//]: # (@Penguin fix tests)`).
 //!
 //! Invisible characters are removed *before* looking for the mention, so
 //! `@Pen\u{200B}guin` is a mention: it renders as `@Penguin`, and what a
@@ -152,115 +156,58 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Replaces every byte but line feeds in `bytes` with spaces.
-fn blank(bytes: &mut [u8]) {
-    for b in bytes.iter_mut().filter(|b| **b != b'\n') {
-        *b = b' ';
-    }
-}
-
-/// The opening fence of a line (already trimmed at the start): the fence
-/// character and the run's length.
-fn opening_fence(trimmed: &str) -> Option<(u8, usize)> {
-    let first = *trimmed.as_bytes().first()?;
-    if first != b'`' && first != b'~' {
-        return None;
-    }
-    let run = trimmed.bytes().take_while(|b| *b == first).count();
-    if run < 3 {
-        return None;
-    }
-    // A backtick fence's info string cannot contain a backtick (that is an
-    // inline code span instead).
-    if first == b'`' && trimmed[run..].contains('`') {
-        return None;
-    }
-    Some((first, run))
-}
-
-fn closes_fence(trimmed: &str, fence: (u8, usize)) -> bool {
-    let run = trimmed.bytes().take_while(|b| *b == fence.0).count();
-    run >= fence.1 && trimmed[run..].trim().is_empty()
-}
-
-/// `text` with fenced code, blockquote lines and inline code spans blanked
-/// out; same length and line structure, so offsets carry over.
+/// `text` with everything but paragraph and list-item prose blanked out:
+/// code (fenced, indented, inline), HTML (blocks, `<pre>`, inline tags),
+/// block quotes at any depth (`- > @Penguin …` too), headings, tables and
+/// link reference definitions (`[//]: # (@Penguin …)`) never hold a command.
+/// Same length and line structure, so offsets carry over. The text is parsed
+/// as CommonMark with GitHub's extensions, as GitHub renders it.
 fn mask(text: &str) -> String {
-    let mut out = text.as_bytes().to_vec();
-
-    // Lines: fenced code blocks and blockquotes.
-    let mut fence: Option<(u8, usize)> = None;
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let content = line.trim_end_matches(['\n', '\r']);
-        let trimmed = content.trim_start();
-        let hide = if let Some(open) = fence {
-            if closes_fence(trimmed, open) {
-                fence = None;
-            }
-            true
-        } else if let Some(open) = opening_fence(trimmed) {
-            fence = Some(open);
-            true
-        } else {
-            trimmed.starts_with('>')
-        };
-        if hide {
-            blank(&mut out[offset..offset + content.len()]);
-        }
-        offset += line.len();
-    }
-
-    // Inline code spans: a run of n backticks up to the next run of exactly
-    // n backticks in the same paragraph (spans may cross line breaks).
-    struct Run {
-        start: usize,
-        len: usize,
-        paragraph: usize,
-    }
-    let mut runs = Vec::new();
-    let mut paragraph = 0;
-    let mut offset = 0;
-    for line in out.split_inclusive(|b| *b == b'\n') {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            paragraph += 1;
-        } else {
-            let mut i = 0;
-            while i < line.len() {
-                if line[i] == b'`' {
-                    let len = line[i..].iter().take_while(|b| **b == b'`').count();
-                    runs.push(Run {
-                        start: offset + i,
-                        len,
-                        paragraph,
-                    });
-                    i += len;
-                } else {
-                    i += 1;
+    use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+    let mut out: Vec<u8> = text
+        .bytes()
+        .map(|b| if b == b'\n' { b'\n' } else { b' ' })
+        .collect();
+    let options = Options::ENABLE_TABLES
+        | Options::ENABLE_STRIKETHROUGH
+        | Options::ENABLE_TASKLISTS
+        | Options::ENABLE_FOOTNOTES;
+    // Depth of enclosing blocks that make text prose, and of those that never do.
+    let (mut prose, mut excluded) = (0usize, 0usize);
+    for (event, range) in Parser::new_ext(text, options).into_offset_iter() {
+        match event {
+            Event::Start(Tag::Paragraph | Tag::Item) => prose += 1,
+            Event::End(TagEnd::Paragraph | TagEnd::Item) => prose = prose.saturating_sub(1),
+            Event::Start(
+                Tag::BlockQuote(_)
+                | Tag::CodeBlock(_)
+                | Tag::HtmlBlock
+                | Tag::Heading { .. }
+                | Tag::Table(_)
+                | Tag::FootnoteDefinition(_)
+                | Tag::Image { .. },
+            ) => excluded += 1,
+            Event::End(
+                TagEnd::BlockQuote(_)
+                | TagEnd::CodeBlock
+                | TagEnd::HtmlBlock
+                | TagEnd::Heading(_)
+                | TagEnd::Table
+                | TagEnd::FootnoteDefinition
+                | TagEnd::Image,
+            ) => excluded = excluded.saturating_sub(1),
+            Event::Text(_) if prose > 0 && excluded == 0 => {
+                // Text with escapes or entities maps to a longer source
+                // range; keep the source as written.
+                if let Some(source) = text.get(range.clone()) {
+                    out[range].copy_from_slice(source.as_bytes());
                 }
             }
-        }
-        offset += line.len();
-    }
-    // next_same[i]: the next run after i with the same length.
-    let mut next_same = vec![None; runs.len()];
-    let mut last_by_len = std::collections::HashMap::new();
-    for (i, run) in runs.iter().enumerate().rev() {
-        next_same[i] = last_by_len.insert(run.len, i);
-    }
-    let mut i = 0;
-    while i < runs.len() {
-        match next_same[i] {
-            Some(j) if runs[j].paragraph == runs[i].paragraph => {
-                blank(&mut out[runs[i].start..runs[j].start + runs[j].len]);
-                i = j + 1;
-            }
-            _ => i += 1,
+            _ => {}
         }
     }
-
-    // Only ASCII was written, over whole characters.
-    String::from_utf8(out).expect("masking keeps UTF-8")
+    // Kept ranges are whole characters of `text`; the rest is ASCII.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Characters that make a mention part of a longer word when they follow it.
@@ -577,6 +524,57 @@ mod tests {
                 Some(Command::Review),
             ),
             ("> ```\n@Penguin plan", Some(Command::Plan)),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(&p(body), expected, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn only_prose_counts_as_commonmark_renders_it() {
+        let cases: &[(&str, Option<Command>)] = &[
+            // Indented code, <pre>, a quote inside a list item, a link
+            // reference definition GitHub never renders: not commands.
+            ("    @Penguin fix tests", None),
+            (
+                "Look:
+
+    @Penguin fix tests",
+                None,
+            ),
+            (
+                "<pre>
+@Penguin fix tests
+</pre>",
+                None,
+            ),
+            ("<pre>@Penguin fix tests</pre>", None),
+            (
+                "<details>
+
+```
+@Penguin fix tests
+```
+</details>",
+                None,
+            ),
+            ("- > @Penguin fix tests", None),
+            (
+                "1. item
+   > @Penguin fix tests",
+                None,
+            ),
+            ("[//]: # (@Penguin fix tests)", None),
+            ("[x]: https://example.com \"@Penguin fix tests\"", None),
+            ("# @Penguin fix tests", None),
+            ("| a |\n|---|\n| @Penguin fix tests |", None),
+            ("![@Penguin fix tests](https://example.com/x.png)", None),
+            // Prose, list items and visible inline markup still count.
+            ("- @Penguin review", Some(Command::Review)),
+            ("* [ ] @Penguin plan", Some(Command::Plan)),
+            ("Please **now** @Penguin review", Some(Command::Review)),
+            ("[//]: # (hidden)\n\n@Penguin plan", Some(Command::Plan)),
+            ("    code\n\n@Penguin review", Some(Command::Review)),
         ];
         for (body, expected) in cases {
             assert_eq!(&p(body), expected, "{body:?}");

@@ -57,7 +57,9 @@ async fn run_one(command: &HookCommand, input: &[u8]) -> Result<(), HookFailure>
             program: program.clone(),
             exit_code,
             timed_out,
-            stderr: penguin_agent::strip_hidden(text.trim()),
+            // Hooks are operator scripts that may print a token they used.
+            stderr: penguin_telemetry::redact(&penguin_agent::strip_hidden(text.trim()))
+                .into_owned(),
         }
     };
     let mut child = tokio::process::Command::new(&program)
@@ -123,6 +125,33 @@ mod tests {
             std::fs::read_to_string(marker.path()).unwrap(),
             "",
             "later hooks must not run"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_in_a_hooks_stderr_never_reaches_the_report() {
+        // Both installation-token formats; the stateless one has `-` in it.
+        let classic = format!("ghs_{}", "a1B2".repeat(9));
+        let stateless = format!(
+            "ghs_4242_eyJhbGciOiJSUzI1NiJ9.{}-{}_x",
+            "eyJpc3MiOj".repeat(4),
+            "Qk".repeat(30)
+        );
+        let failing = hook(
+            &format!("echo \"push failed for {classic} and {stateless}\" >&2; exit 1"),
+            10,
+        );
+        let err = run_hooks(&[failing], &serde_json::json!({}))
+            .await
+            .unwrap_err();
+        let report = err.to_string();
+        assert!(
+            report.contains("push failed for [REDACTED] and [REDACTED]"),
+            "{report}"
+        );
+        assert!(
+            !report.contains("ghs_") && !report.contains("Qk"),
+            "{report}"
         );
     }
 
