@@ -67,12 +67,33 @@ pub struct Cli {
     /// Mark the session cookie Secure (behind TLS).
     #[arg(long, env = "PENGUIN_COOKIE_SECURE", default_value_t = false, action = clap::ArgAction::Set)]
     pub cookie_secure: bool,
+    /// Browser origins allowed to call the API with credentials (CORS) and to
+    /// open its WebSockets, comma-separated (`https://penguin.example`); the
+    /// API's own origin is always allowed for WebSockets.
+    #[arg(long, env = "PENGUIN_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// Failed key checks allowed per client address per minute; more get 429.
+    #[arg(long, env = "PENGUIN_AUTH_FAILURES_PER_MINUTE", default_value_t = 10)]
+    pub auth_failures_per_minute: u32,
     /// Tasks running at once.
     #[arg(long, env = "PENGUIN_MAX_CONCURRENT_TASKS", default_value_t = 10)]
     pub max_concurrent_tasks: usize,
     /// Largest upload accepted, bytes.
     #[arg(long, env = "PENGUIN_MAX_UPLOAD_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_upload_bytes: usize,
+    /// Bytes that webhook bodies not yet verified may hold together (a
+    /// quarter, at most 16 MiB, is kept for bodies up to 1 MiB).
+    #[arg(long, env = "PENGUIN_WEBHOOK_BODY_BUDGET_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub webhook_body_budget_bytes: usize,
+    /// How long a webhook body may take to arrive.
+    #[arg(long, env = "PENGUIN_WEBHOOK_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub webhook_read_timeout_secs: u64,
+    /// Total bytes all stored uploads may take; a new one past it is refused (507).
+    #[arg(long, env = "PENGUIN_UPLOAD_QUOTA_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub upload_quota_bytes: u64,
+    /// Uploads older than this many hours are deleted (checked hourly and at start).
+    #[arg(long, env = "PENGUIN_UPLOAD_RETENTION_HOURS", default_value_t = 7 * 24)]
+    pub upload_retention_hours: u64,
     /// SQLite database and uploads.
     #[arg(long, env = "PENGUIN_DATA_DIR", default_value = "./.penguin-data")]
     pub data_dir: PathBuf,
@@ -129,10 +150,22 @@ pub struct Settings {
     pub api_keys: Vec<String>,
     /// Secure cookie flag.
     pub cookie_secure: bool,
+    /// Allowed browser origins, normalised (`scheme://host[:port]`, lower case).
+    pub cors_origins: Vec<String>,
+    /// Failed key checks per client address per minute before 429.
+    pub auth_failures_per_minute: u32,
     /// Worker pool size.
     pub max_concurrent_tasks: usize,
     /// Upload limit.
     pub max_upload_bytes: usize,
+    /// Bytes unverified webhook bodies may hold.
+    pub webhook_body_budget_bytes: usize,
+    /// Deadline for one webhook body.
+    pub webhook_read_timeout: Duration,
+    /// Total bytes of stored uploads.
+    pub upload_quota_bytes: u64,
+    /// How long uploads are kept.
+    pub upload_retention: Duration,
     /// Data directory.
     pub data_dir: PathBuf,
     /// Workspace.
@@ -228,9 +261,38 @@ impl Cli {
                 ),
             });
         }
+        let cors_origins = self
+            .cors_origins
+            .iter()
+            .map(|o| o.trim())
+            .filter(|o| !o.is_empty())
+            .map(|o| {
+                crate::origin::parse_allowed(o).map_err(|why| {
+                    ConfigError::invalid("PENGUIN_CORS_ORIGINS", format!("{o:?}: {why}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.auth_failures_per_minute == 0 {
+            return Err(ConfigError::invalid(
+                "PENGUIN_AUTH_FAILURES_PER_MINUTE",
+                "must be at least 1",
+            ));
+        }
         if self.max_concurrent_tasks == 0 {
             return Err(ConfigError::invalid(
                 "PENGUIN_MAX_CONCURRENT_TASKS",
+                "must be at least 1",
+            ));
+        }
+        if self.webhook_body_budget_bytes < 64 * 1024 {
+            return Err(ConfigError::invalid(
+                "PENGUIN_WEBHOOK_BODY_BUDGET_BYTES",
+                "must be at least 65536",
+            ));
+        }
+        if self.webhook_read_timeout_secs == 0 {
+            return Err(ConfigError::invalid(
+                "PENGUIN_WEBHOOK_READ_TIMEOUT_SECS",
                 "must be at least 1",
             ));
         }
@@ -264,8 +326,14 @@ impl Cli {
             auth_enabled: self.auth_enabled,
             api_keys,
             cookie_secure: self.cookie_secure,
+            cors_origins,
+            auth_failures_per_minute: self.auth_failures_per_minute,
             max_concurrent_tasks: self.max_concurrent_tasks,
             max_upload_bytes: self.max_upload_bytes,
+            webhook_body_budget_bytes: self.webhook_body_budget_bytes,
+            webhook_read_timeout: Duration::from_secs(self.webhook_read_timeout_secs),
+            upload_quota_bytes: self.upload_quota_bytes,
+            upload_retention: Duration::from_secs(self.upload_retention_hours.saturating_mul(3600)),
             data_dir: self.data_dir.clone(),
             workspace: self.workspace.clone(),
             config_path,

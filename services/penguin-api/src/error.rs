@@ -35,6 +35,8 @@ pub struct ApiError {
     pub suggested_action: Option<String>,
     /// Structured extra information.
     pub details: Option<Value>,
+    /// Sent as `Retry-After` (seconds).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -47,6 +49,7 @@ impl ApiError {
             recoverable: status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS,
             suggested_action: None,
             details: None,
+            retry_after: None,
         }
     }
 
@@ -98,6 +101,21 @@ impl ApiError {
         err
     }
 
+    /// 429 after too many failed key checks; retry in `retry_after`.
+    pub fn rate_limited(retry_after: std::time::Duration) -> Self {
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        let secs = secs.max(1);
+        let mut err = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            format!("too many failed key checks from this address; retry in {secs} s"),
+        )
+        .suggest("Wait for Retry-After seconds, then send a valid key.")
+        .with_details(json!({ "retry_after_secs": secs }));
+        err.retry_after = Some(secs);
+        err
+    }
+
     /// 503 because no model provider is configured.
     pub fn model_not_configured() -> Self {
         let mut err = Self::new(
@@ -138,6 +156,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod origin;
 pub mod readings;
 pub mod request_id;
 pub mod routes;
@@ -13,6 +14,8 @@ pub mod selftest;
 pub mod state;
 pub mod stats;
 pub mod tasks;
+pub mod uploads;
+pub mod webhook_body;
 
 use auth::Auth;
 use axum::{middleware, Router};
@@ -177,8 +180,21 @@ impl Api {
                     addr: settings.listen,
                     source,
                 })?;
+        // A quarter of the budget (at most 16 MiB) for small bodies.
+        let small = (settings.webhook_body_budget_bytes / 4).min(16 * 1024 * 1024);
+        let webhook_body = Arc::new(webhook_body::BodyBudget::new(
+            small,
+            settings.webhook_body_budget_bytes - small,
+            webhook_body::SMALL_BODY,
+            penguin_bot::ingress::MAX_BODY,
+            settings.webhook_read_timeout,
+        ));
         let state = AppState {
-            auth: Arc::new(Auth::new(settings.auth_enabled, settings.api_keys.clone())),
+            auth: Arc::new(Auth::new(
+                settings.auth_enabled,
+                settings.api_keys.clone(),
+                settings.auth_failures_per_minute,
+            )),
             health: Arc::new(readings::HealthReadings::new(
                 store.clone(),
                 settings.tokenator_socket.clone(),
@@ -195,6 +211,7 @@ impl Api {
             started,
             started_at: Utc::now(),
             ingress,
+            webhook_body,
             bot,
         };
         Ok(Api { state, listener })
@@ -218,6 +235,11 @@ impl Api {
         let grace = state.settings.shutdown_grace;
         // Deliveries a restart cut off are resumed first, then new ones as they arrive.
         let worker = tokio::spawn(penguin_bot::worker::run(state.bot.clone()));
+        let uploads = tokio::spawn(prune_uploads(uploads::UploadStore::new(
+            state.settings.data_dir.join("uploads"),
+            state.settings.upload_quota_bytes,
+            state.settings.upload_retention,
+        )));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let drain_tasks = tokio::spawn(async move {
             shutdown.await;
@@ -228,7 +250,9 @@ impl Api {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let server = axum::serve(listener, router(state))
+        // The peer address is what failed key checks are throttled by.
+        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(listener, app)
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future();
         tokio::pin!(server);
@@ -243,7 +267,20 @@ impl Api {
         }
         let _ = drain_tasks.await;
         worker.abort();
+        uploads.abort();
         Ok(())
+    }
+}
+
+/// Deletes expired uploads at start and every hour.
+async fn prune_uploads(uploads: uploads::UploadStore) {
+    loop {
+        match uploads.prune().await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "expired uploads deleted"),
+            Err(err) => tracing::warn!(%err, "cannot prune uploads"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
     }
 }
 
@@ -257,6 +294,8 @@ pub fn router(state: AppState) -> Router {
             auth::require_auth,
         ))
         .layer(middleware::from_fn(error::error_shape))
+        // Outside auth: preflights carry no credentials.
+        .layer(origin::cors_layer(&state.settings.cors_origins))
         .layer(middleware::from_fn_with_state(
             state.stats.clone(),
             stats::track,

@@ -60,6 +60,8 @@ pub struct AppState {
     pub health: Arc<HealthReadings>,
     /// The GitHub webhook's receiving end.
     pub ingress: Arc<Ingress>,
+    /// What unverified webhook bodies may hold, and how long they may take.
+    pub webhook_body: Arc<crate::webhook_body::BodyBudget>,
     /// The GitHub App bot (its worker runs beside the server).
     pub bot: Arc<BotContext>,
 }

@@ -76,6 +76,18 @@ struct Inner {
     cancel: watch::Sender<bool>,
 }
 
+/// A worker of the pool held by an agentic chat turn; freed when dropped.
+pub struct PoolSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    inner: Arc<Inner>,
+}
+
+impl Drop for PoolSlot {
+    fn drop(&mut self) {
+        self.inner.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The pool; cheap to clone.
 #[derive(Clone)]
 pub struct TaskManager {
@@ -126,6 +138,33 @@ impl TaskManager {
     /// Tasks waiting for a worker.
     pub fn queued(&self) -> usize {
         self.inner.queued.load(Ordering::Relaxed)
+    }
+
+    /// Takes a worker for work outside the stored tasks (an agentic chat
+    /// turn) while the slot lives, or 503 `AT_CAPACITY` (recoverable) when
+    /// every worker is busy: such work never waits behind the queue.
+    pub fn try_reserve(&self) -> Result<PoolSlot, ApiError> {
+        let permit = self
+            .inner
+            .workers
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "AT_CAPACITY",
+                    format!(
+                        "all {} task workers (PENGUIN_MAX_CONCURRENT_TASKS) are busy",
+                        self.inner.max
+                    ),
+                )
+                .suggest("Retry when running tasks have finished, or send the turn without max_iterations (no tools).")
+            })?;
+        self.inner.active.fetch_add(1, Ordering::Relaxed);
+        Ok(PoolSlot {
+            _permit: permit,
+            inner: self.inner.clone(),
+        })
     }
 
     /// Stores and starts a task; returns its id and a receiver of its events.

@@ -630,3 +630,283 @@ async fn conversations_checkpoints_and_tasks_survive_a_restart() {
     assert_eq!(status, 200);
     assert_eq!(task["state"], "completed");
 }
+
+/// A browser session: the `name=value` pair of the cookie `POST /api/v1/auth/session` sets.
+async fn session_cookie(api: &Api) -> String {
+    let r = api
+        .http
+        .post(api.url("/api/v1/auth/session"))
+        .json(&json!({"token": KEY}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_string()
+}
+
+/// `GET /api/v1/conversations` with only `cookie`: the status.
+async fn with_cookie(api: &Api, cookie: &str) -> u16 {
+    api.http
+        .get(api.url("/api/v1/conversations"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn logging_out_ends_the_session_server_side_and_clears_the_cookie() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(BIN, api::env(dir.path(), None)).await;
+    let cookie = session_cookie(&api).await;
+    let other = session_cookie(&api).await;
+    assert_eq!(with_cookie(&api, &cookie).await, 200);
+
+    let r = api
+        .http
+        .delete(api.url("/api/v1/auth/session"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cleared = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cleared.starts_with("penguin_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    assert!(cleared.contains("HttpOnly") && cleared.contains("Path=/"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["ended"], true);
+
+    // The old cookie is dead server-side, whatever the browser keeps.
+    let r = api
+        .http
+        .get(api.url("/api/v1/conversations"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(error_of(&body)["code"], "AUTHENTICATION_FAILED");
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://{}/api/v1/chat/stream",
+            api.addr
+        ))
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", cookie.parse().unwrap());
+    let err = tokio_tungstenite::connect_async(request).await.unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+    // Only that session ended; logging out again is harmless.
+    assert_eq!(with_cookie(&api, &other).await, 200);
+    let r = api
+        .http
+        .delete(api.url("/api/v1/auth/session"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["ended"], false);
+
+    // The logout and the WebSockets are in the OpenAPI document.
+    let spec: Value = api
+        .http
+        .get(api.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = &spec["paths"];
+    assert!(paths["/api/v1/auth/session"]["post"].is_object());
+    assert!(paths["/api/v1/auth/session"]["delete"].is_object());
+    for ws in ["/api/v1/chat/stream", "/api/v1/tasks/stream"] {
+        assert!(paths[ws]["get"]["responses"]["403"].is_object(), "{ws}");
+    }
+}
+
+#[tokio::test]
+async fn failed_key_checks_are_throttled_per_client_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(BIN, api::env(dir.path(), None)).await;
+    let session = |token: &str| {
+        api.http
+            .post(api.url("/api/v1/auth/session"))
+            .json(&json!({ "token": token }))
+            .send()
+    };
+    let keyed = |key: &str| {
+        api.http
+            .get(api.url("/api/v1/conversations"))
+            .header("X-API-Key", key)
+            .send()
+    };
+    // Successful logins do not count.
+    for _ in 0..12 {
+        assert_eq!(session(KEY).await.unwrap().status(), 200);
+    }
+    let cookie = session_cookie(&api).await;
+    // Ten failures, logins and wrong keys alike, are plain 401s…
+    for i in 0..10 {
+        let r = if i % 2 == 0 {
+            session("wrong-key-0123456789").await
+        } else {
+            keyed("wrong-key-0123456789").await
+        };
+        assert_eq!(r.unwrap().status(), 401, "failure {i}");
+    }
+    // …then every key from this address is refused before it is checked,
+    // the right one too, so guessing further learns nothing.
+    for r in [
+        session("wrong-key-0123456789").await,
+        session(KEY).await,
+        keyed(KEY).await,
+        api.http
+            .get(api.url("/api/v1/conversations"))
+            .bearer_auth("wrong")
+            .send()
+            .await,
+    ] {
+        let r = r.unwrap();
+        assert_eq!(r.status(), 429);
+        let retry: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry), "Retry-After: {retry}");
+        let body: Value = r.json().await.unwrap();
+        let error = error_of(&body);
+        assert_eq!(error["code"], "RATE_LIMITED");
+        assert_eq!(error["recoverable"], true);
+    }
+    // An open session is not a key check; another address is not throttled.
+    assert_eq!(with_cookie(&api, &cookie).await, 200);
+    let elsewhere = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let r = elsewhere
+        .get(api.url("/api/v1/conversations"))
+        .header("X-API-Key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    api.process.assert_no_leak(&[KEY.to_string()]);
+}
+
+#[tokio::test]
+async fn cors_answers_only_listed_origins_with_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = api::env(dir.path(), None);
+    env.insert(
+        "PENGUIN_CORS_ORIGINS".into(),
+        "https://penguin.example, http://localhost:5173".into(),
+    );
+    let api = Api::start(BIN, env).await;
+    let preflight = |origin: &'static str| {
+        api.http
+            .request(reqwest::Method::OPTIONS, api.url("/api/v1/chat/message"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    for origin in ["https://penguin.example", "http://localhost:5173"] {
+        let r = preflight(origin).await.unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        assert_eq!(r.headers()["access-control-allow-origin"], origin);
+        assert_eq!(r.headers()["access-control-allow-credentials"], "true");
+        let methods = r.headers()["access-control-allow-methods"]
+            .to_str()
+            .unwrap();
+        assert!(
+            methods.contains("POST") && methods.contains("DELETE"),
+            "{methods}"
+        );
+        let allowed = r.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap();
+        assert!(allowed.contains("content-type"), "{allowed}");
+    }
+    // Anyone else gets nothing a browser would accept.
+    for origin in [
+        "https://evil.penguin.example",
+        "http://localhost:5174",
+        "null",
+    ] {
+        let r = preflight(origin).await.unwrap();
+        assert!(
+            r.headers().get("access-control-allow-origin").is_none()
+                && r.headers()
+                    .get("access-control-allow-credentials")
+                    .is_none(),
+            "{origin}: {:?}",
+            r.headers()
+        );
+    }
+    // Answers, errors included, are readable by listed origins only.
+    for (key, status) in [(KEY, 200), ("wrong-key-0123456789", 401)] {
+        for (origin, readable) in [
+            ("https://penguin.example", true),
+            ("https://evil.penguin.example", false),
+        ] {
+            let r = api
+                .http
+                .get(api.url("/api/v1/conversations"))
+                .header("origin", origin)
+                .header("X-API-Key", key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), status);
+            assert_eq!(
+                r.headers()
+                    .get("access-control-allow-origin")
+                    .map(|v| v.to_str().unwrap().to_string()),
+                readable.then(|| origin.to_string()),
+                "{origin}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn malformed_origin_and_throttle_settings_exit_64_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    for (var, value) in [
+        (
+            "PENGUIN_CORS_ORIGINS",
+            "https://penguin.example,penguin.example",
+        ),
+        ("PENGUIN_CORS_ORIGINS", "https://penguin.example/app"),
+        ("PENGUIN_CORS_ORIGINS", "*"),
+        ("PENGUIN_AUTH_FAILURES_PER_MINUTE", "0"),
+    ] {
+        let mut env = api::env(dir.path(), None);
+        env.insert(var.into(), value.into());
+        let mut p = penguin_test_support::process::ServiceProcess::spawn(
+            std::path::Path::new(BIN),
+            &[],
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            p.wait_exit(Duration::from_secs(10)).await,
+            Some(64),
+            "{var}={value}: {}",
+            p.logs()
+        );
+        assert!(p.logs().contains(var), "{}", p.logs());
+    }
+}

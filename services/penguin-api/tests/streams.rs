@@ -412,3 +412,169 @@ async fn an_agentic_chat_turn_streams_progress_and_tool_frames() {
     assert_eq!(body["response"], "I may not read it.");
     assert!(!body.to_string().contains("do-not-read"));
 }
+
+/// A WebSocket handshake to `path` with extra `headers`: the socket, or the
+/// refusal's status.
+async fn handshake(api: &Api, path: &str, headers: &[(&str, &str)]) -> Result<Socket, u16> {
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Error};
+    let mut request = format!("ws://{}{}", api.addr, path)
+        .into_client_request()
+        .unwrap();
+    for (name, value) in headers {
+        let name: tokio_tungstenite::tungstenite::http::HeaderName = name.parse().unwrap();
+        request.headers_mut().insert(name, value.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(Error::Http(response)) => Err(response.status().as_u16()),
+        Err(err) => panic!("{path}: {err}"),
+    }
+}
+
+#[tokio::test]
+async fn websocket_upgrades_from_a_foreign_origin_are_refused() {
+    let llm = LlmStandIn::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = api::env(dir.path(), Some(&llm));
+    env.insert(
+        "PENGUIN_CORS_ORIGINS".into(),
+        "https://penguin.example".into(),
+    );
+    let api = Api::start(BIN, env).await;
+    // The victim's browser session.
+    let r = api
+        .http
+        .post(api.url("/api/v1/auth/session"))
+        .json(&json!({"token": api::KEY}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let own = format!("http://{}", api.addr);
+    for path in ["/api/v1/chat/stream", "/api/v1/tasks/stream"] {
+        // A page on a sibling subdomain (or anywhere else) riding the cookie.
+        for foreign in [
+            "https://evil.penguin.example",
+            "https://penguin.example.evil",
+            "http://127.0.0.1:1",
+            "null",
+        ] {
+            assert_eq!(
+                handshake(&api, path, &[("cookie", &cookie), ("origin", foreign)])
+                    .await
+                    .err(),
+                Some(403),
+                "{path} from {foreign}"
+            );
+        }
+        let r = api
+            .http
+            .get(api.url(path))
+            .header("cookie", &cookie)
+            .header("origin", "https://evil.penguin.example")
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(error_of(&body)["code"], "ORIGIN_NOT_ALLOWED");
+        // A listed origin, the API's own, and clients sending no Origin are served.
+        for headers in [
+            vec![
+                ("cookie", cookie.as_str()),
+                ("origin", "https://penguin.example"),
+            ],
+            vec![("cookie", cookie.as_str()), ("origin", own.as_str())],
+            vec![("cookie", cookie.as_str())],
+            vec![("x-api-key", api::KEY)],
+            vec![("authorization", &*format!("Bearer {}", api::KEY))],
+        ] {
+            assert!(
+                handshake(&api, path, &headers).await.is_ok(),
+                "{path} with {headers:?}"
+            );
+        }
+    }
+    // Not a handshake: the common error shape, not a bare text rejection.
+    let (status, body) = api.get("/api/v1/chat/stream").await;
+    assert_eq!(status, 400);
+    assert_eq!(error_of(&body)["code"], "WEBSOCKET_REQUIRED");
+    // The allowed socket works.
+    let mut socket = handshake(
+        &api,
+        "/api/v1/chat/stream",
+        &[("cookie", &cookie), ("origin", "https://penguin.example")],
+    )
+    .await
+    .unwrap();
+    socket
+        .send(Message::Text(json!({"text": "hi"}).to_string().into()))
+        .await
+        .unwrap();
+    assert_eq!(next_frame(&mut socket).await.unwrap()["event"], "start");
+}
+
+#[tokio::test]
+async fn an_agentic_chat_turn_is_refused_while_the_task_pool_is_full() {
+    let llm = LlmStandIn::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = api::env(dir.path(), Some(&llm));
+    env.insert("PENGUIN_MAX_CONCURRENT_TASKS".into(), "1".into());
+    env.insert("PENGUIN_LLM_TIMEOUT_SECS".into(), "60".into());
+    let api = Api::start(BIN, env).await;
+    // The one worker is busy with a task.
+    llm.push_reply(Reply::Hang);
+    let (status, _) = api
+        .post("/api/v1/tasks/execute", json!({"name": "busy"}))
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        penguin_test_support::eventually(Duration::from_secs(5), || llm.requests().len() == 1)
+            .await
+    );
+    // An agentic turn (it would run tools) is refused, over POST…
+    let (status, body) = api
+        .post(
+            "/api/v1/chat/message",
+            json!({"text": "read the repository", "max_iterations": 3}),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    let error = error_of(&body);
+    assert_eq!(error["code"], "AT_CAPACITY");
+    assert_eq!(error["recoverable"], true);
+    // …and over the WebSocket, which stays usable.
+    let mut socket = api.websocket("/api/v1/chat/stream").await;
+    socket
+        .send(Message::Text(
+            json!({"text": "read the repository", "max_iterations": 2})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    let frame = next_frame(&mut socket).await.unwrap();
+    assert_eq!(frame["event"], "error", "{frame}");
+    assert_eq!(frame["data"]["code"], "AT_CAPACITY");
+    assert_eq!(frame["data"]["recoverable"], true);
+    // A plain turn uses no tools and no worker.
+    socket
+        .send(Message::Text(json!({"text": "hello"}).to_string().into()))
+        .await
+        .unwrap();
+    assert_eq!(next_frame(&mut socket).await.unwrap()["event"], "start");
+    // The refused turns never reached the model.
+    assert!(
+        penguin_test_support::eventually(Duration::from_secs(5), || llm.requests().len() == 2)
+            .await
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(llm.requests().len(), 2);
+    let (_, info) = api.get("/api/v1/system/info").await;
+    assert_eq!(info["task_manager"]["active"], 1, "{info}");
+}

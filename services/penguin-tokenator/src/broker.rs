@@ -1,5 +1,7 @@
 //! The token cache: one slot per scope, single-flight minting, refresh before
 //! expiry, and the rule that no token leaves with less than the safety margin.
+//! Scoped tokens are shared per scope, so every hand-out is counted per holder
+//! and a token is revoked at GitHub only when its last holder releases it.
 
 use crate::{config::Timing, metrics::Metrics};
 use penguin_github::{
@@ -18,6 +20,11 @@ use tokio::sync::watch;
 
 /// At most this many cached scopes; a caller cannot make us mint without bound.
 const MAX_SLOTS: usize = 512;
+/// A scoped slot without a live token (none, or an expired one), no mint under
+/// way and no watcher is evicted once it has not been asked for this long.
+const IDLE_SLOT_AFTER: Duration = Duration::from_secs(120);
+/// How often a request retries when the token it got was released meanwhile.
+const ISSUE_ATTEMPTS: usize = 3;
 /// Repository → installation answers are cached this long.
 const INSTALLATION_TTL: Duration = Duration::from_secs(600);
 /// `GET /app` answers are cached this long.
@@ -46,6 +53,43 @@ pub enum BrokerError {
     /// The default token is shared and cannot be revoked by a caller.
     #[error("the default token is shared by the pod and cannot be revoked")]
     DefaultToken,
+    /// The caller holds no hand-out of this token (never issued it, or released it already).
+    #[error("this caller was not issued this token (or has released it already); only its holders can release it")]
+    NotIssued,
+    /// The token or its cache slot was dropped while the request waited for it.
+    #[error("the token was released or dropped while this request waited for it; try again")]
+    Dropped,
+}
+
+/// Who holds a hand-out of a scoped token.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Holder {
+    /// The Unix socket: callers have no identity there, so each hand-out is
+    /// one hold and each release gives one back.
+    Local,
+    /// A TCP caller, by its ServiceAccount JWT subject.
+    Remote(String),
+}
+
+/// What a release did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// Other hand-outs of the token are still held: it stays valid and cached.
+    StillHeld(u32),
+    /// That was the last hold: the token was revoked at GitHub.
+    Revoked,
+}
+
+/// A minted token: its scope, its expiry and its holders.
+struct Issued {
+    scope: TokenScope,
+    is_default: bool,
+    expires_at: SystemTime,
+    /// Outstanding hand-outs per holder.
+    holds: HashMap<Holder, u32>,
+    /// The last hold was released: dropped from the cache, revoked at GitHub,
+    /// never handed out again.
+    released: bool,
 }
 
 /// Where tokens come from.
@@ -69,6 +113,10 @@ struct Slot {
     /// The latest failed mint: callers that queued behind it get its error
     /// instead of starting another full retry cycle.
     last_failure: Mutex<Option<(Instant, GitHubError)>>,
+    /// When a caller last asked for this scope.
+    last_used: Mutex<Instant>,
+    /// Removed from the cache: a request still holding it starts over.
+    retired: AtomicBool,
 }
 
 impl Slot {
@@ -81,6 +129,25 @@ impl Slot {
     fn in_use(&self) -> bool {
         self.used_since_mint.load(Ordering::Relaxed) || self.current.receiver_count() > 0
     }
+
+    /// A scoped slot that holds no live scope: no token or an expired one, no
+    /// mint under way, no watcher, and not asked for in [`IDLE_SLOT_AFTER`].
+    fn idle(&self) -> bool {
+        !self.is_default
+            && self
+                .current
+                .borrow()
+                .as_ref()
+                .is_none_or(|t| t.remaining().is_zero())
+            && self.current.receiver_count() == 0
+            && self
+                .last_used
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .elapsed()
+                >= IDLE_SLOT_AFTER
+            && self.mint_lock.try_lock().is_ok()
+    }
 }
 
 struct Inner {
@@ -88,6 +155,9 @@ struct Inner {
     timing: Timing,
     metrics: Arc<Metrics>,
     slots: RwLock<HashMap<TokenScope, Arc<Slot>>>,
+    /// Every minted token until it expires, with its holders. Lock order:
+    /// `issued` before `slots`.
+    issued: Mutex<HashMap<Token, Issued>>,
     default_scope: watch::Sender<Option<TokenScope>>,
     default_tokens: watch::Sender<Option<Arc<InstallationToken>>>,
     repo_installations: Mutex<HashMap<String, (u64, Instant)>>,
@@ -115,6 +185,7 @@ impl TokenBroker {
                 timing,
                 metrics,
                 slots: RwLock::default(),
+                issued: Mutex::default(),
                 default_scope: watch::Sender::new(default_scope),
                 default_tokens: watch::Sender::new(None),
                 repo_installations: Mutex::default(),
@@ -200,14 +271,57 @@ impl TokenBroker {
         if self.is_static() && !is_default {
             self.app()?;
         }
-        let slot = self.slot(scope, is_default)?;
-        if let Some(token) = slot.usable(&self.inner.timing) {
-            slot.used_since_mint.store(true, Ordering::Relaxed);
-            return Ok(token);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let slot = self.slot(scope, is_default)?;
+            *slot.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+            if let Some(token) = slot.usable(&self.inner.timing) {
+                slot.used_since_mint.store(true, Ordering::Relaxed);
+                return Ok(token);
+            }
+            match self.mint_into(&slot, None).await {
+                Ok(token) => {
+                    slot.used_since_mint.store(true, Ordering::Relaxed);
+                    return Ok(token);
+                }
+                // The slot left the cache while we queued: start over with a new one.
+                Err(BrokerError::Dropped) if attempts < ISSUE_ATTEMPTS => continue,
+                Err(err) => return Err(err),
+            }
         }
-        let token = self.mint_into(&slot, None).await?;
-        slot.used_since_mint.store(true, Ordering::Relaxed);
-        Ok(token)
+    }
+
+    /// A token for `scope` handed out to `holder`: [`get`](Self::get), and
+    /// for a scoped token one hold by `holder`, kept until it gives it back
+    /// with [`release`](Self::release) or the token expires.
+    pub async fn issue(
+        &self,
+        scope: &TokenScope,
+        holder: &Holder,
+    ) -> Result<Arc<InstallationToken>, BrokerError> {
+        for _ in 0..ISSUE_ATTEMPTS {
+            let token = self.get(scope).await?;
+            if self.hold(&token, holder) {
+                return Ok(token);
+            }
+        }
+        Err(BrokerError::Dropped)
+    }
+
+    /// Counts one hand-out of `token` to `holder` (nothing to count for a
+    /// default token). False when the token's last holder released it
+    /// meanwhile: it is being revoked and must not be handed out.
+    pub fn hold(&self, token: &InstallationToken, holder: &Holder) -> bool {
+        let mut issued = self.inner.issued.lock().unwrap_or_else(|e| e.into_inner());
+        match issued.get_mut(&token.token) {
+            Some(entry) if entry.is_default => true,
+            Some(entry) if !entry.released => {
+                *entry.holds.entry(holder.clone()).or_default() += 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The current token of `scope` (minting it first if needed), then each rotation.
@@ -215,9 +329,16 @@ impl TokenBroker {
         &self,
         scope: &TokenScope,
     ) -> Result<watch::Receiver<Option<Arc<InstallationToken>>>, BrokerError> {
-        self.get(scope).await?;
-        let is_default = self.default_scope().as_ref() == Some(scope);
-        Ok(self.slot(scope, is_default)?.current.subscribe())
+        for _ in 0..ISSUE_ATTEMPTS {
+            self.get(scope).await?;
+            if let Some(slot) = self.existing_slot(scope) {
+                let updates = slot.current.subscribe();
+                if updates.borrow().is_some() {
+                    return Ok(updates);
+                }
+            }
+        }
+        Err(BrokerError::Dropped)
     }
 
     /// The usable token of `scope` right now, without minting.
@@ -243,31 +364,20 @@ impl TokenBroker {
         !audited.contains(caller) && audited.insert(caller.to_string())
     }
 
-    /// Revokes a scoped token at GitHub and drops it from the cache.
-    pub async fn revoke(&self, token: &str) -> Result<(), BrokerError> {
+    /// Gives back one hand-out of the scoped `token` by `holder`. The last
+    /// hold's release drops the token from the cache and then, with no lock
+    /// held, revokes it at GitHub. Refused: the default token, and a token
+    /// `holder` holds no hand-out of. A token this tokenator does not know
+    /// (minted before a restart, or expired) is revoked for Unix-socket
+    /// callers only; a token already released is revoked again (idempotent).
+    pub async fn release(&self, token: &str, holder: &Holder) -> Result<Release, BrokerError> {
         let app = self.app()?;
         let token = Token::new(token);
-        let holder = {
-            let slots = self.inner.slots.read().unwrap_or_else(|e| e.into_inner());
-            slots
-                .values()
-                .find(|s| {
-                    s.current
-                        .borrow()
-                        .as_ref()
-                        .is_some_and(|t| t.token == token)
-                })
-                .cloned()
-        };
-        if holder.as_ref().is_some_and(|s| s.is_default) {
-            return Err(BrokerError::DefaultToken);
+        let released = self.inner.take_hold(&token, holder)?;
+        if released == Release::Revoked {
+            app.http().revoke_token(&token, app.retry_policy()).await?;
         }
-        app.http().revoke_token(&token, app.retry_policy()).await?;
-        if let Some(slot) = holder {
-            slot.current.send_replace(None);
-            self.inner.remove_slot(&slot);
-        }
-        Ok(())
+        Ok(released)
     }
 
     /// The installation that covers `owner/repo` (cached).
@@ -381,7 +491,17 @@ impl TokenBroker {
         }
         let mut slots = self.inner.slots.write().unwrap_or_else(|e| e.into_inner());
         if !slots.contains_key(scope) && slots.len() >= MAX_SLOTS && !is_default {
-            return Err(BrokerError::TooManyScopes);
+            // Only live scopes count: make room by evicting idle slots.
+            slots.retain(|_, slot| {
+                let idle = slot.idle();
+                if idle {
+                    slot.retired.store(true, Ordering::SeqCst);
+                }
+                !idle
+            });
+            if slots.len() >= MAX_SLOTS {
+                return Err(BrokerError::TooManyScopes);
+            }
         }
         Ok(slots
             .entry(scope.clone())
@@ -395,6 +515,8 @@ impl TokenBroker {
                     refresher_started: AtomicBool::new(false),
                     audited: Mutex::default(),
                     last_failure: Mutex::default(),
+                    last_used: Mutex::new(Instant::now()),
+                    retired: AtomicBool::new(false),
                 })
             })
             .clone())
@@ -423,6 +545,9 @@ impl TokenBroker {
             if *failed_at > queued_at {
                 return Err(err.clone().into());
             }
+        }
+        if slot.retired.load(Ordering::SeqCst) {
+            return Err(BrokerError::Dropped);
         }
         if self.is_static() {
             return Err(BrokerError::NotReady(
@@ -475,6 +600,13 @@ impl TokenBroker {
                     GitHubError::NotFound { .. } | GitHubError::Forbidden { .. }
                 ) {
                     self.inner.drop_installation(slot.scope.installation_id);
+                }
+                // A scoped slot that never got a token holds nothing: drop it
+                // (still under its mint lock, so no request mints into it
+                // unnoticed), or failed scopes would fill the cache.
+                let empty = slot.current.borrow().is_none();
+                if empty && !slot.is_default {
+                    self.inner.remove_slot(slot);
                 }
                 Err(err.into())
             }
@@ -540,6 +672,21 @@ impl TokenBroker {
 
 impl Inner {
     fn publish(&self, slot: &Slot, token: Arc<InstallationToken>) {
+        {
+            let mut issued = self.issued.lock().unwrap_or_else(|e| e.into_inner());
+            let now = SystemTime::now();
+            issued.retain(|_, entry| entry.expires_at > now);
+            issued.insert(
+                token.token.clone(),
+                Issued {
+                    scope: slot.scope.clone(),
+                    is_default: slot.is_default,
+                    expires_at: token.expires_at,
+                    holds: HashMap::new(),
+                    released: false,
+                },
+            );
+        }
         slot.used_since_mint.store(false, Ordering::Relaxed);
         slot.audited
             .lock()
@@ -558,10 +705,63 @@ impl Inner {
     }
 
     fn remove_slot(&self, slot: &Arc<Slot>) {
+        slot.retired.store(true, Ordering::SeqCst);
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
         if slots.get(&slot.scope).is_some_and(|s| Arc::ptr_eq(s, slot)) {
             slots.remove(&slot.scope);
         }
+    }
+
+    /// Takes one hold of `token` from `holder`: [`Release::Revoked`] when
+    /// none is left (the token is then marked released and dropped from the
+    /// cache, atomically with respect to [`TokenBroker::hold`]) and it must
+    /// be revoked at GitHub.
+    fn take_hold(&self, token: &Token, holder: &Holder) -> Result<Release, BrokerError> {
+        let mut issued = self.issued.lock().unwrap_or_else(|e| e.into_inner());
+        let now = SystemTime::now();
+        issued.retain(|_, entry| entry.expires_at > now);
+        let Some(entry) = issued.get_mut(token) else {
+            return match holder {
+                Holder::Local => Ok(Release::Revoked),
+                Holder::Remote(_) => Err(BrokerError::NotIssued),
+            };
+        };
+        if entry.is_default {
+            return Err(BrokerError::DefaultToken);
+        }
+        if entry.released {
+            return Ok(Release::Revoked);
+        }
+        let Some(holds) = entry.holds.get_mut(holder) else {
+            return Err(BrokerError::NotIssued);
+        };
+        *holds -= 1;
+        if *holds == 0 {
+            entry.holds.remove(holder);
+        }
+        let left: u32 = entry.holds.values().sum();
+        if left > 0 {
+            return Ok(Release::StillHeld(left));
+        }
+        entry.released = true;
+        let slot = self
+            .slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&entry.scope)
+            .cloned();
+        if let Some(slot) = slot {
+            let current = slot
+                .current
+                .borrow()
+                .as_ref()
+                .is_some_and(|t| &t.token == token);
+            if current {
+                slot.current.send_replace(None);
+                self.remove_slot(&slot);
+            }
+        }
+        Ok(Release::Revoked)
     }
 
     /// The installation was deleted or suspended: forget its tokens.
@@ -579,6 +779,8 @@ impl Inner {
             if slot.is_default {
                 self.metrics.token_expiry.set(0.0);
                 self.default_tokens.send_replace(None);
+            } else {
+                slot.retired.store(true, Ordering::SeqCst);
             }
             slot.is_default
         });
@@ -692,6 +894,137 @@ mod tests {
                 Err(BrokerError::Unsupported(_))
             ));
         });
+    }
+
+    /// A broker minting from a GitHub stand-in, default installation set.
+    fn app_broker(github: &penguin_test_support::GitHub) -> TokenBroker {
+        use penguin_github::{AppKey, GitHubHttp, HttpSettings, RetryPolicy, ServerClock};
+        let http = GitHubHttp::new(
+            HttpSettings {
+                api_url: github.url(),
+                timeout: Duration::from_secs(10),
+            },
+            Arc::new(ServerClock::new()),
+        )
+        .unwrap();
+        let key = AppKey::from_pem_file(penguin_test_support::fixture("app-key.pem")).unwrap();
+        let app = AppClient::new(
+            Arc::new(http),
+            key,
+            penguin_test_support::APP_ID.to_string(),
+            RetryPolicy::default(),
+        );
+        let broker = TokenBroker::new(
+            TokenSource::App(RwLock::new(Arc::new(app))),
+            timing(),
+            Arc::new(Metrics::new()),
+        );
+        broker.set_default_installation(penguin_test_support::INSTALLATION_ID);
+        broker
+    }
+
+    fn slot_count(broker: &TokenBroker) -> usize {
+        broker.inner.slots.read().unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn failed_mints_leave_no_slot_behind() {
+        let github = penguin_test_support::GitHub::start(Duration::from_secs(3600))
+            .await
+            .unwrap();
+        let broker = app_broker(&github);
+        let installation = penguin_test_support::INSTALLATION_ID;
+        for i in 0..MAX_SLOTS + 8 {
+            // A repository the installation lacks: GitHub answers 422.
+            let scope =
+                TokenScope::parse(installation, [format!("missing-{i}").as_str()], []).unwrap();
+            let err = broker.get(&scope).await.unwrap_err();
+            assert!(
+                matches!(err, BrokerError::GitHub(GitHubError::Unprocessable { .. })),
+                "{err}"
+            );
+        }
+        assert_eq!(slot_count(&broker), 0);
+        let scope = TokenScope::parse(installation, ["hello-world"], []).unwrap();
+        let token = broker.get(&scope).await.expect("a new scope still mints");
+        assert!(github.standin.is_token_live(token.token.expose()));
+        assert_eq!(slot_count(&broker), 1);
+    }
+
+    #[test]
+    fn idle_slots_make_room_and_live_ones_count() {
+        let broker = TokenBroker::new(TokenSource::Static, timing(), Arc::new(Metrics::new()));
+        let scope = |i: usize| TokenScope::parse(1, [format!("repo-{i}").as_str()], []).unwrap();
+        let long_ago = Instant::now() - IDLE_SLOT_AFTER - Duration::from_secs(1);
+        // Full: some slots have no token, some an expired one; none is idle yet.
+        for i in 0..MAX_SLOTS {
+            let slot = broker.slot(&scope(i), false).unwrap();
+            if i % 2 == 0 {
+                let expired = token(Duration::from_secs(3600), Duration::from_secs(3601));
+                broker.inner.publish(&slot, Arc::new(expired));
+            }
+        }
+        assert!(matches!(
+            broker.slot(&scope(MAX_SLOTS), false),
+            Err(BrokerError::TooManyScopes)
+        ));
+        // Unused for a while: evicted, except the one with a live token.
+        for slot in broker.inner.slots.read().unwrap().values() {
+            *slot.last_used.lock().unwrap() = long_ago;
+        }
+        let live = broker.slot(&scope(0), false).unwrap();
+        broker.inner.publish(
+            &live,
+            Arc::new(token(Duration::from_secs(3600), Duration::ZERO)),
+        );
+        let fresh = broker.slot(&scope(MAX_SLOTS), false).unwrap();
+        assert_eq!(slot_count(&broker), 2);
+        assert!(broker.existing_slot(&scope(0)).is_some());
+        assert!(!fresh.retired.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_scoped_token_is_revoked_only_when_its_last_holder_releases_it() {
+        let broker = TokenBroker::new(TokenSource::Static, timing(), Arc::new(Metrics::new()));
+        broker.set_static_token(&fake_pat("dflt"));
+        let scope = TokenScope::parse(0, ["hello-world"], []).unwrap();
+        let slot = broker.slot(&scope, false).unwrap();
+        let minted = Arc::new(token(Duration::from_secs(3600), Duration::ZERO));
+        broker.inner.publish(&slot, minted.clone());
+        let (local, runner) = (Holder::Local, Holder::Remote("runner".into()));
+        let stranger = Holder::Remote("stranger".into());
+        assert!(broker.hold(&minted, &local));
+        assert!(broker.hold(&minted, &local));
+        assert!(broker.hold(&minted, &runner));
+        let take = |holder: &Holder| broker.inner.take_hold(&minted.token, holder);
+        assert!(matches!(take(&stranger), Err(BrokerError::NotIssued)));
+        assert_eq!(take(&local).unwrap(), Release::StillHeld(2));
+        assert_eq!(take(&runner).unwrap(), Release::StillHeld(1));
+        // Released already: no second release by the same subject.
+        assert!(matches!(take(&runner), Err(BrokerError::NotIssued)));
+        assert!(broker.usable(&scope).is_some());
+        assert_eq!(take(&local).unwrap(), Release::Revoked);
+        // Gone from the cache and never handed out again.
+        assert!(broker.usable(&scope).is_none());
+        assert!(slot.retired.load(Ordering::SeqCst));
+        assert!(!broker.hold(&minted, &local));
+        // The default token is nobody's to release.
+        let default = broker.usable(&broker.default_scope().unwrap()).unwrap();
+        assert!(broker.hold(&default, &runner));
+        assert!(matches!(
+            broker.inner.take_hold(&default.token, &local),
+            Err(BrokerError::DefaultToken)
+        ));
+        // A token this broker never minted: the socket may revoke it, a TCP caller may not.
+        let unknown = Token::new(fake_pat("gone"));
+        assert_eq!(
+            broker.inner.take_hold(&unknown, &local).unwrap(),
+            Release::Revoked
+        );
+        assert!(matches!(
+            broker.inner.take_hold(&unknown, &runner),
+            Err(BrokerError::NotIssued)
+        ));
     }
 
     #[test]

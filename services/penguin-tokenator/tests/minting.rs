@@ -246,6 +246,75 @@ async fn revoke_drops_scoped_tokens_and_refuses_the_default() {
 }
 
 #[tokio::test]
+async fn failed_mints_do_not_use_up_the_scope_cap() {
+    let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
+    let tokenator = Tokenator::start(BIN, &github, |_, _| {}).await;
+    tokenator.wait_ready().await;
+    // More distinct failing scopes than the cache has slots (512): GitHub
+    // refuses each (422, a repository the installation lacks).
+    let client = tokenator.client().await;
+    for batch in 0..20 {
+        let requests = (0..30).map(|i| {
+            let mut client = client.clone();
+            let repo = format!("missing-{batch}-{i}");
+            async move { client.get_token(scoped(&[&repo], &[])).await }
+        });
+        for answer in join_all(requests).await {
+            let err = answer.unwrap_err();
+            assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        }
+    }
+    // A new scope still gets a token.
+    let answer = tokenator
+        .client()
+        .await
+        .get_token(scoped(&["hello-world"], &[("contents", "read")]))
+        .await
+        .expect("a new scope after many failed ones")
+        .into_inner();
+    assert!(github.standin.is_token_live(&answer.token));
+    tokenator.assert_no_token_in_logs(&github);
+}
+
+#[tokio::test]
+async fn a_shared_scoped_token_is_revoked_by_its_last_holder() {
+    let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
+    let tokenator = Tokenator::start(BIN, &github, |_, _| {}).await;
+    tokenator.wait_ready().await;
+    let request = || scoped(&["hello-world"], &[("issues", "write")]);
+    // Two callers on their own connections get the same cached token.
+    let (mut first, mut second) = (tokenator.client().await, tokenator.client().await);
+    let token = first.get_token(request()).await.unwrap().into_inner().token;
+    let same = second
+        .get_token(request())
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    assert_eq!(token, same, "one cached token per scope");
+    let revoke = || RevokeTokenRequest {
+        token: token.clone(),
+    };
+    // The first release leaves it working for the second caller.
+    first.revoke_token(revoke()).await.unwrap();
+    assert!(github.standin.is_token_live(&token));
+    assert!(!github.standin.revoked_tokens().contains(&token));
+    // It is still the cached token, handed out (and held) again.
+    let again = first.get_token(request()).await.unwrap().into_inner().token;
+    assert_eq!(again, token);
+    first.revoke_token(revoke()).await.unwrap();
+    assert!(github.standin.is_token_live(&token));
+    // The last holder's release revokes it at GitHub and drops it from the cache.
+    second.revoke_token(revoke()).await.unwrap();
+    assert!(!github.standin.is_token_live(&token));
+    assert!(github.standin.revoked_tokens().contains(&token));
+    let fresh = first.get_token(request()).await.unwrap().into_inner().token;
+    assert_ne!(fresh, token);
+    assert!(github.standin.is_token_live(&fresh));
+    tokenator.assert_no_token_in_logs(&github);
+}
+
+#[tokio::test]
 async fn app_info_health_and_reflection_answer() {
     let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
     let tokenator = Tokenator::start(BIN, &github, |_, _| {}).await;

@@ -2,7 +2,8 @@
 //! the caller policy.
 
 use penguin_proto::tokenator::v1::{
-    token_service_client::TokenServiceClient, GetTokenRequest, WatchTokenRequest,
+    token_service_client::TokenServiceClient, GetTokenRequest, RevokeTokenRequest,
+    WatchTokenRequest,
 };
 use penguin_test_support::{
     fixture,
@@ -233,6 +234,69 @@ async fn tcp_callers_are_authenticated_and_held_to_the_policy() {
     tokenator
         .process
         .assert_no_leak(&[SaToken::valid(runner).sign()]);
+    tokenator.assert_no_token_in_logs(&github);
+}
+
+#[tokio::test]
+async fn tcp_callers_release_only_tokens_they_were_issued() {
+    let (github, tokenator, channel) = remote_pod().await;
+    let mut client = TokenServiceClient::new(channel);
+    let jwt = |n: &str| SaToken::valid(&format!("system:serviceaccount:agents:runner-{n}")).sign();
+    let get = |n: &str| with_jwt(GetTokenRequest::default(), &jwt(n));
+    let revoke = |n: &str, token: &str| {
+        with_jwt(
+            RevokeTokenRequest {
+                token: token.to_string(),
+            },
+            &jwt(n),
+        )
+    };
+    // Two callers share the cached token of the policy's scope.
+    let token = client.get_token(get("1")).await.unwrap().into_inner().token;
+    let same = client.get_token(get("2")).await.unwrap().into_inner().token;
+    assert_eq!(token, same);
+
+    let denied = |status: tonic::Status| {
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+        assert!(
+            status.message().contains("was not issued"),
+            "{}",
+            status.message()
+        );
+    };
+    // A caller the policy allows but that was never issued the token.
+    denied(client.revoke_token(revoke("3", &token)).await.unwrap_err());
+    assert!(github.standin.is_token_live(&token));
+    // Nor can a caller no rule names, nor the Unix socket, which never got it.
+    let stranger = with_jwt(
+        RevokeTokenRequest {
+            token: token.clone(),
+        },
+        &SaToken::valid("system:serviceaccount:other:x").sign(),
+    );
+    let err = client.revoke_token(stranger).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    denied(
+        tokenator
+            .client()
+            .await
+            .revoke_token(RevokeTokenRequest {
+                token: token.clone(),
+            })
+            .await
+            .unwrap_err(),
+    );
+    assert!(github.standin.is_token_live(&token));
+
+    // One holder's release leaves it working for the other, and only once.
+    client.revoke_token(revoke("1", &token)).await.unwrap();
+    assert!(github.standin.is_token_live(&token));
+    denied(client.revoke_token(revoke("1", &token)).await.unwrap_err());
+    assert!(github.standin.is_token_live(&token));
+    // The last holder's release revokes it at GitHub.
+    client.revoke_token(revoke("2", &token)).await.unwrap();
+    assert!(!github.standin.is_token_live(&token));
+    assert!(github.standin.revoked_tokens().contains(&token));
     tokenator.assert_no_token_in_logs(&github);
 }
 

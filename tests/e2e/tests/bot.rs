@@ -599,14 +599,34 @@ github:
     })
     .await;
     assert!(pod.llm.requests().is_empty());
-    // A maintainer approves: the fix runs once.
+    // The requester cannot approve their own request: it is a second person's decision.
+    assert_eq!(
+        pod.deliver(
+            "ask-self",
+            &deliveries::comment(1, false, "@Penguin approve", "octocat", "User", 9505)
+        )
+        .await,
+        200
+    );
+    pod.wait_for("the refusal of a self-approval", |g| {
+        g.standin
+            .comments(OWNER, REPO, 1)
+            .iter()
+            .any(|(_, body, _)| body.contains("cannot approve it too"))
+    })
+    .await;
+    assert!(pod.llm.requests().is_empty());
+    // Another maintainer approves: the fix runs once.
+    pod.github
+        .standin
+        .set_permission(OWNER, REPO, "mona", "maintain");
     pod.llm.push_reply(Reply::Text(
         r#"{"edits":[{"path":"status.txt","content":"fixed\n"}]}"#.into(),
     ));
     assert_eq!(
         pod.deliver(
             "ask-3",
-            &deliveries::comment(1, false, "@Penguin approve", "octocat", "User", 9503)
+            &deliveries::comment(1, false, "@Penguin approve", "mona", "User", 9503)
         )
         .await,
         200
@@ -616,7 +636,9 @@ github:
             .comments(OWNER, REPO, 1)
             .iter()
             .any(|(_, body, _)| {
-                body.contains("Approved by @octocat") && body.contains("Tests pass")
+                body.contains("Approved by @mona")
+                    && body.contains("requested by @octocat")
+                    && body.contains("Tests pass")
             })
     })
     .await;

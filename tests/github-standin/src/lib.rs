@@ -3,7 +3,10 @@
 //! It implements the small part of GitHub that a GitHub App installation-token minting service
 //! talks to — App JWT authentication, installation lookups, installation access tokens with
 //! down-scoping, rate-limit headers — plus git over HTTP (served by the real
-//! `git http-backend`) authenticated with those tokens. Behaviour follows
+//! `git http-backend`) authenticated with those tokens. Tokens are GitHub's stateless
+//! `ghs_<app id>_<JWT>` (about 520 characters, with `-`, `_` and `.`) unless
+//! [`StandInConfig::token_format`] or the mint request's `X-GitHub-Stateless-S2S-Token: disabled`
+//! asks for the classic `ghs_` + 36 alphanumerics ([`TokenFormat`]). Behaviour follows
 //! `docs/github-app-facts.md`; JSON bodies have GitHub's real shapes so `octocrab` models parse
 //! them.
 //!
@@ -76,6 +79,39 @@ pub struct StandInConfig {
     pub git_root: PathBuf,
     /// Requests per hour allowed for each installation token and for the App (JWT) identity.
     pub rate_limit_per_hour: u32,
+    /// The format of minted installation tokens when the mint request does not force one with
+    /// `X-GitHub-Stateless-S2S-Token: enabled` (stateless) or `disabled` (classic).
+    pub token_format: TokenFormat,
+}
+
+/// The format of the installation tokens the stand-in mints.
+///
+/// Both start with `ghs_` and work the same everywhere (REST `token`/`Bearer`, git Basic auth,
+/// revocation); treat them as opaque strings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TokenFormat {
+    /// GitHub's stateless format (since 2026): `ghs_<app id>_<JWT>`, about 520 characters and
+    /// varying. The JWT (HS256 with a key of this stand-in, claims `iss` = the App ID,
+    /// `installation_id`, `iat`, `exp`, `permissions`, ...) is base64url, so `_`, `.` and `-`
+    /// occur; every token has a `-` early in its signature, so that a redaction pattern that
+    /// stops at `-` leaves a long tail of it visible.
+    #[default]
+    Stateless,
+    /// The classic format: `ghs_` + 36 alphanumerics.
+    Classic,
+}
+
+impl std::str::FromStr for TokenFormat {
+    type Err = anyhow::Error;
+
+    /// `stateless` or `classic` (case-insensitive).
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "stateless" => Ok(TokenFormat::Stateless),
+            "classic" => Ok(TokenFormat::Classic),
+            other => anyhow::bail!("token format {other:?} is not stateless or classic"),
+        }
+    }
 }
 
 impl StandInConfig {
@@ -83,7 +119,7 @@ impl StandInConfig {
     /// `penguin-agent`, one installation (ID 1001) on the organization `octo-org` covering
     /// `hello-world` and `other-repo` with contents, pull requests, issues and checks `write`,
     /// and metadata and organization members `read`; tokens live 3600 s, no replication lag,
-    /// no clock skew, 5000 requests per hour.
+    /// no clock skew, 5000 requests per hour, stateless tokens.
     pub fn new(app_id: u64, app_public_key_pem: impl Into<String>, git_root: PathBuf) -> Self {
         let permissions = [
             ("contents", "write"),
@@ -112,6 +148,7 @@ impl StandInConfig {
             clock_skew_secs: 0,
             git_root,
             rate_limit_per_hour: 5000,
+            token_format: TokenFormat::default(),
         }
     }
 }
@@ -289,6 +326,12 @@ impl StandIn {
     /// Lifetime of tokens minted from now on.
     pub fn set_token_ttl(&self, ttl: Duration) {
         self.shared.with(|s| s.token_ttl = ttl);
+    }
+
+    /// The format of tokens minted from now on, unless a mint request forces one with
+    /// `X-GitHub-Stateless-S2S-Token`.
+    pub fn set_token_format(&self, format: TokenFormat) {
+        self.shared.with(|s| s.token_format = format);
     }
 
     /// Replication lag of tokens minted from now on.
@@ -496,6 +539,20 @@ impl StandIn {
         let info = self.shared.repo_info(owner, repo);
         let base_sha = rest::branch_sha_blocking(&self.shared, &info, &spec.base_ref)
             .unwrap_or_else(|| rest::fallback_sha(&info, &spec.base_ref));
+        // Like GitHub, the base repository keeps the pull request's code at
+        // `refs/pull/<n>/head`, wherever its branch lives (a fork, or deleted).
+        let bare = plumbing::Bare::of(&self.shared, &info);
+        if bare.exists() {
+            let _ = std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(bare.path())
+                .args([
+                    "update-ref",
+                    &format!("refs/pull/{}/head", spec.number),
+                    &spec.head_sha,
+                ])
+                .output();
+        }
         self.put_issue(
             owner,
             repo,
@@ -557,6 +614,15 @@ impl StandIn {
             if let Some(issue) = s.store.repo_mut(owner, repo).issues.get_mut(&number) {
                 issue.body = body.to_string();
                 issue.updated_at = chrono::Utc::now();
+            }
+        })
+    }
+
+    /// Moves a pull request's head to `sha`, as a push to its branch does.
+    pub fn push_to_pull(&self, owner: &str, repo: &str, number: u64, sha: &str) {
+        self.shared.with(|s| {
+            if let Some(pull) = s.store.repo_mut(owner, repo).pulls.get_mut(&number) {
+                pull.head_sha = sha.to_string();
             }
         })
     }

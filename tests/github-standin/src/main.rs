@@ -9,7 +9,8 @@
 //!   installation per owner over them (IDs from 1001). Unset: the default installation 1001 on
 //!   `octo-org` (`hello-world`, `other-repo`), whose repositories are created too.
 //! - Optional: `STANDIN_APP_SLUG`, `STANDIN_CLIENT_ID`, `STANDIN_REPLICATION_LAG_SECS`,
-//!   `STANDIN_CLOCK_SKEW_SECS`, `STANDIN_RATE_LIMIT_PER_HOUR`.
+//!   `STANDIN_CLOCK_SKEW_SECS`, `STANDIN_RATE_LIMIT_PER_HOUR`, `STANDIN_TOKEN_FORMAT`
+//!   (`stateless`, the default: `ghs_<app id>_<JWT>`; or `classic`: `ghs_` + 36 alphanumerics).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use github_standin::{InstallationSpec, StandIn, StandInConfig};
+use github_standin::{InstallationSpec, StandIn, StandInConfig, TokenFormat};
 
 /// Command line / environment configuration.
 #[derive(Debug, Parser)]
@@ -69,6 +70,9 @@ struct Args {
     /// Requests per hour per token and for the App.
     #[arg(long, env = "STANDIN_RATE_LIMIT_PER_HOUR", default_value_t = 5000)]
     rate_limit_per_hour: u32,
+    /// Format of minted tokens: `stateless` or `classic`.
+    #[arg(long, env = "STANDIN_TOKEN_FORMAT", default_value = "stateless")]
+    token_format: TokenFormat,
 }
 
 /// Groups `owner/repo` entries into one installation per owner.
@@ -127,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
     config.replication_lag = Duration::from_secs(args.replication_lag_secs);
     config.clock_skew_secs = args.clock_skew_secs;
     config.rate_limit_per_hour = args.rate_limit_per_hour;
+    config.token_format = args.token_format;
     let installs = config.installations.clone();
 
     let standin = StandIn::start_on(config, args.addr).await?;

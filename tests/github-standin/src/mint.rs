@@ -13,7 +13,20 @@ use serde_json::{json, Value};
 use crate::api::{base_url, charge, finish, identify, json_response, Accept, ApiError, AppState};
 use crate::objects::{self, level_rank};
 use crate::state::{RepoInfo, Shared};
-use crate::{Fault, MintRecord};
+use crate::{Fault, MintRecord, TokenFormat};
+
+/// The request header that overrides the token format for one mint request.
+const STATELESS_HEADER: &str = "x-github-stateless-s2s-token";
+
+/// The format a mint request forces with `X-GitHub-Stateless-S2S-Token`: `enabled` stateless,
+/// `disabled` classic; absent or any other value (`true`, `1`, ...) forces nothing.
+fn forced_format(headers: &HeaderMap) -> Option<TokenFormat> {
+    match headers.get(STATELESS_HEADER)?.to_str().ok()?.trim() {
+        "enabled" => Some(TokenFormat::Stateless),
+        "disabled" => Some(TokenFormat::Classic),
+        _ => None,
+    }
+}
 
 /// The scoping a mint request asked for.
 #[derive(Debug, Default)]
@@ -154,7 +167,9 @@ pub(crate) async fn mint(
     let fault = shared.with(|s| s.faults.pop_front());
     let result = match apply_fault(&shared, fault).await {
         Some(err) => Err(err),
-        None => parsed.and_then(|b| issue(&shared, &base, installation_id, &b)),
+        None => {
+            parsed.and_then(|b| issue(&shared, &base, installation_id, &b, forced_format(&headers)))
+        }
     };
     let resp = finish(Some(&authed), result);
     record_status(resp.status());
@@ -167,6 +182,7 @@ fn issue(
     base: &str,
     installation_id: u64,
     body: &MintBody,
+    format: Option<TokenFormat>,
 ) -> Result<Response, ApiError> {
     let inst = shared
         .with(|s| s.installation(installation_id).cloned())
@@ -182,7 +198,8 @@ fn issue(
     let selected = select_repositories(body, &available)?;
     let permissions = select_permissions(body, &inst.spec.permissions)?;
     let repos = selected.clone().unwrap_or(available);
-    let (token, expires_at) = shared.issue_token(installation_id, repos, permissions.clone());
+    let (token, expires_at) =
+        shared.issue_token(installation_id, repos, permissions.clone(), format);
     let mut out = json!({
         "token": token,
         "expires_at": objects::timestamp(expires_at),
@@ -326,6 +343,21 @@ mod tests {
             select_permissions(&MintBody::default(), &inst).unwrap(),
             inst
         );
+    }
+
+    #[test]
+    fn the_format_header_forces_only_enabled_and_disabled() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("X-GitHub-Stateless-S2S-Token", v.parse().unwrap());
+            forced_format(&h)
+        };
+        assert_eq!(with("enabled"), Some(TokenFormat::Stateless));
+        assert_eq!(with("disabled"), Some(TokenFormat::Classic));
+        for ignored in ["true", "false", "1", "0", ""] {
+            assert_eq!(with(ignored), None, "{ignored:?}");
+        }
+        assert_eq!(forced_format(&HeaderMap::new()), None);
     }
 
     #[test]

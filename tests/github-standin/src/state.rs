@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chrono::{DateTime, TimeDelta, Utc};
-use jsonwebtoken::DecodingKey;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use rand::Rng as _;
+use serde_json::json;
 
 use crate::store::{fnv, Store};
-use crate::{Fault, InstallationSpec, MintRecord, StandInConfig};
+use crate::{Fault, InstallationSpec, MintRecord, StandInConfig, TokenFormat};
 
 /// Immutable configuration plus the mutable [`Inner`] state behind a mutex.
 pub(crate) struct Shared {
@@ -19,6 +20,8 @@ pub(crate) struct Shared {
     pub client_id: String,
     pub app_slug: String,
     pub decoding_key: DecodingKey,
+    /// The HMAC key stateless installation tokens are signed with (random per stand-in).
+    token_key: [u8; 32],
     pub git_root: PathBuf,
     pub rate_limit_per_hour: u32,
     /// Known accounts (installation owners): lowercase login → (login, id).
@@ -95,6 +98,8 @@ pub(crate) struct Inner {
     pub token_ttl: Duration,
     pub replication_lag: Duration,
     pub clock_skew_secs: i64,
+    /// The format of new tokens unless a mint request forces one.
+    pub token_format: TokenFormat,
     pub down: bool,
     pub faults: VecDeque<Fault>,
     pub installations: Vec<InstallationState>,
@@ -169,6 +174,7 @@ impl Shared {
             client_id: config.client_id,
             app_slug: config.app_slug,
             decoding_key,
+            token_key: rand::rng().random(),
             git_root: config.git_root,
             rate_limit_per_hour: config.rate_limit_per_hour,
             accounts,
@@ -177,6 +183,7 @@ impl Shared {
                 token_ttl: config.token_ttl,
                 replication_lag: config.replication_lag,
                 clock_skew_secs: config.clock_skew_secs,
+                token_format: config.token_format,
                 down: false,
                 faults: VecDeque::new(),
                 installations,
@@ -302,18 +309,34 @@ impl Shared {
         })
     }
 
-    /// Issues a token for an installation. Returns the token and its expiry.
+    /// Issues a token for an installation, in `format` or, if `None`, the configured format.
+    /// Returns the token and its expiry.
     pub fn issue_token(
         &self,
         installation_id: u64,
         repos: Vec<RepoInfo>,
         permissions: BTreeMap<String, String>,
+        format: Option<TokenFormat>,
     ) -> (String, DateTime<Utc>) {
-        let token = new_token();
         let now = self.now();
+        let (ttl, configured) = self.with(|s| (s.token_ttl, s.token_format));
+        let ttl = TimeDelta::from_std(ttl).unwrap_or(TimeDelta::MAX / 2);
+        let expires_at = ceil_to_second(now.checked_add_signed(ttl).unwrap_or(now));
+        let token = match format.unwrap_or(configured) {
+            TokenFormat::Classic => classic_token(),
+            TokenFormat::Stateless => stateless_token(
+                &self.token_key,
+                &StatelessClaims {
+                    app_id: self.app_id,
+                    installation_id,
+                    permissions: &permissions,
+                    repositories: repos.len(),
+                    issued_at: now.timestamp(),
+                    expires_at: expires_at.timestamp(),
+                },
+            ),
+        };
         self.with(|s| {
-            let ttl = TimeDelta::from_std(s.token_ttl).unwrap_or(TimeDelta::MAX / 2);
-            let expires_at = ceil_to_second(now.checked_add_signed(ttl).unwrap_or(now));
             s.tokens.insert(
                 token.clone(),
                 TokenRecord {
@@ -354,14 +377,70 @@ fn ceil_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
     }
 }
 
-/// `ghs_` + 36 random alphanumerics.
-pub(crate) fn new_token() -> String {
-    let suffix: String = rand::rng()
+/// `n` random alphanumerics.
+fn alphanumerics(n: usize) -> String {
+    rand::rng()
         .sample_iter(rand::distr::Alphanumeric)
-        .take(36)
+        .take(n)
         .map(char::from)
-        .collect();
-    format!("ghs_{suffix}")
+        .collect()
+}
+
+/// A classic installation token: `ghs_` + 36 random alphanumerics.
+pub(crate) fn classic_token() -> String {
+    format!("ghs_{}", alphanumerics(36))
+}
+
+/// What a stateless installation token says about itself.
+pub(crate) struct StatelessClaims<'a> {
+    pub app_id: u64,
+    pub installation_id: u64,
+    pub permissions: &'a BTreeMap<String, String>,
+    /// How many repositories the token can see.
+    pub repositories: usize,
+    /// Epoch seconds, in the stand-in's clock.
+    pub issued_at: i64,
+    /// Epoch seconds, in the stand-in's clock.
+    pub expires_at: i64,
+}
+
+/// Where the first `-` of a stateless token's signature must be, at the latest: a redaction
+/// pattern that stops at `-` then leaves at least 24 characters of the token visible.
+const DASH_WITHIN: usize = 19;
+
+/// A stateless installation token, as GitHub issues them since 2026: `ghs_<app id>_<JWT>`,
+/// about 520 characters (varying with the scope and a random-length `jti`). The JWT is HS256
+/// under `key`: nothing outside the stand-in verifies it, and the stand-in itself looks tokens
+/// up by their whole text.
+///
+/// Base64url of JSON text hardly ever has a `-` (only a `>` or `~` in every third byte encodes
+/// to one), so a token's `-` comes from its signature, and a 43-character HS256 signature has
+/// one only about half the time. This one always does, among the signature's first
+/// [`DASH_WITHIN`] characters: a fresh `jti` is drawn until it is so (a few tries), which keeps
+/// the signature valid.
+pub(crate) fn stateless_token(key: &[u8], claims: &StatelessClaims<'_>) -> String {
+    let header = Header::new(Algorithm::HS256);
+    let key = EncodingKey::from_secret(key);
+    loop {
+        let jti_len = rand::rng().random_range(16..=32);
+        let payload = json!({
+            "iss": claims.app_id.to_string(),
+            "sub": format!("installation:{}", claims.installation_id),
+            "aud": "github.com",
+            "iat": claims.issued_at,
+            "exp": claims.expires_at,
+            "jti": alphanumerics(jti_len),
+            "installation_id": claims.installation_id,
+            "repository_selection": "selected",
+            "repositories": claims.repositories,
+            "permissions": claims.permissions,
+        });
+        let jwt = jsonwebtoken::encode(&header, &payload, &key).expect("HS256 signing cannot fail");
+        let signature = jwt.rsplit('.').next().unwrap_or_default();
+        if signature.find('-').is_some_and(|i| i < DASH_WITHIN) {
+            return format!("ghs_{}_{jwt}", claims.app_id);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -369,12 +448,61 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_look_like_github_tokens() {
-        let t = new_token();
+    fn classic_tokens_look_like_github_tokens() {
+        let t = classic_token();
         assert_eq!(t.len(), 40);
         assert!(t.starts_with("ghs_"));
         assert!(t[4..].chars().all(|c| c.is_ascii_alphanumeric()));
-        assert_ne!(t, new_token());
+        assert_ne!(t, classic_token());
+    }
+
+    #[test]
+    fn stateless_tokens_are_the_app_id_and_a_jwt_with_a_dash() {
+        use base64::Engine as _;
+        let permissions = [("contents", "write"), ("metadata", "read")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let claims = StatelessClaims {
+            app_id: 4242,
+            installation_id: 1001,
+            permissions: &permissions,
+            repositories: 2,
+            issued_at: 1_700_000_000,
+            expires_at: 1_700_003_600,
+        };
+        let key = [7u8; 32];
+        let mut lengths = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let t = stateless_token(&key, &claims);
+            let jwt = t.strip_prefix("ghs_4242_").expect("ghs_<app id>_ prefix");
+            let parts: Vec<&str> = jwt.split('.').collect();
+            assert_eq!(parts.len(), 3, "{t}");
+            assert!(parts[2].find('-').is_some_and(|i| i < DASH_WITHIN), "{t}");
+            assert!(jwt
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')));
+            assert!((350..=700).contains(&t.len()), "{} characters", t.len());
+            lengths.insert(t.len());
+            let mut validation = jsonwebtoken::Validation::new(Algorithm::HS256);
+            validation.validate_exp = false;
+            validation.validate_aud = false;
+            let decoded = jsonwebtoken::decode::<serde_json::Value>(
+                jwt,
+                &DecodingKey::from_secret(&key),
+                &validation,
+            )
+            .expect("a valid HS256 JWT");
+            assert_eq!(decoded.claims["iss"], "4242");
+            assert_eq!(decoded.claims["installation_id"], 1001);
+            assert_eq!(decoded.claims["exp"], 1_700_003_600);
+            assert_eq!(decoded.claims["permissions"]["contents"], "write");
+            let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(parts[1])
+                .unwrap();
+            assert!(serde_json::from_slice::<serde_json::Value>(&payload).is_ok());
+        }
+        assert!(lengths.len() > 1, "lengths vary: {lengths:?}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use github_standin::Fault;
+use github_standin::{Fault, TokenFormat};
 use http::{Method, StatusCode};
 use penguin_test_support::github_api::*;
 use serde_json::{json, Value};
@@ -209,9 +209,7 @@ async fn default_mint_grants_everything() {
     let before = chrono::Utc::now();
     let body = mint(&base, None).await;
     let token: octocrab::models::InstallationToken = serde_json::from_value(body.clone()).unwrap();
-    assert!(token.token.starts_with("ghs_"));
-    assert_eq!(token.token.len(), 40);
-    assert!(token.token[4..].chars().all(|c| c.is_ascii_alphanumeric()));
+    assert_stateless(&token.token);
     let expires: chrono::DateTime<chrono::Utc> =
         token.expires_at.as_deref().unwrap().parse().unwrap();
     let ttl = (expires - before).num_seconds();
@@ -684,4 +682,172 @@ async fn garbage_never_breaks_the_server() {
         get(&base, "/app", Some(&bearer(&app_jwt()))).await.status,
         StatusCode::OK
     );
+}
+
+/// `ghs_<app id>_<JWT>`: about 520 base64url characters, a `-` in the signature, and claims
+/// naming the App, the installation and the expiry.
+fn assert_stateless(token: &str) {
+    use base64::Engine as _;
+    let jwt = token
+        .strip_prefix(&format!("ghs_{APP_ID}_"))
+        .unwrap_or_else(|| panic!("not ghs_<app id>_<JWT>: {token}"));
+    let parts: Vec<&str> = jwt.split('.').collect();
+    assert_eq!(parts.len(), 3, "header.payload.signature: {token}");
+    assert!(
+        jwt.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')),
+        "base64url: {token}"
+    );
+    assert!(parts[2].contains('-'), "a `-` in the signature: {token}");
+    assert!(
+        (350..=700).contains(&token.len()),
+        "{} characters",
+        token.len()
+    );
+    let decode = |part: &str| -> Value {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    assert_eq!(decode(parts[0])["typ"], "JWT");
+    let claims = decode(parts[1]);
+    assert_eq!(claims["iss"], APP_ID.to_string());
+    assert_eq!(claims["installation_id"], 1001);
+    assert!(claims["exp"].as_i64().unwrap() > now());
+}
+
+/// `ghs_` + 36 alphanumerics.
+fn assert_classic(token: &str) {
+    assert!(token.starts_with("ghs_"), "{token}");
+    assert_eq!(token.len(), 40, "{token}");
+    assert!(token[4..].chars().all(|c| c.is_ascii_alphanumeric()));
+}
+
+/// An installation token answers `token` and `Bearer`, lists its repositories and revokes.
+async fn assert_token_works(base: &str, token: &str) {
+    for auth in [token_auth(token), bearer(token)] {
+        let resp = get(base, "/installation/repositories", Some(&auth)).await;
+        assert_eq!(resp.status, StatusCode::OK, "{auth:.12}…: {}", resp.json);
+        assert_eq!(resp.json["total_count"], 2);
+    }
+    let resp = send(
+        base,
+        Method::DELETE,
+        "/installation/token",
+        Some(&bearer(token)),
+        None,
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::NO_CONTENT);
+    let resp = get(base, "/installation/repositories", Some(&token_auth(token))).await;
+    assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
+}
+
+const FORMAT_HEADER: &str = "X-GitHub-Stateless-S2S-Token";
+
+#[tokio::test]
+async fn tokens_are_stateless_by_default_and_classic_on_request() {
+    let env = GitHub::empty(|_| {}).await.unwrap();
+    let base = env.standin.url();
+    let stateless = mint_token(&base, None).await;
+    assert_stateless(&stateless);
+    assert_ne!(stateless, mint_token(&base, None).await);
+    // A token is its whole text: one changed character is a bad credential.
+    let last = if stateless.ends_with('A') { "B" } else { "A" };
+    let tampered = format!("{}{last}", &stateless[..stateless.len() - 1]);
+    let resp = get(
+        &base,
+        "/installation/repositories",
+        Some(&token_auth(&tampered)),
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
+    assert_token_works(&base, &stateless).await;
+
+    // `disabled` forces the classic format for one request; other values force nothing.
+    let classic = mint_with_headers(&base, &[(FORMAT_HEADER, "disabled")], None).await;
+    assert_classic(classic["token"].as_str().unwrap());
+    assert_token_works(&base, classic["token"].as_str().unwrap()).await;
+    for ignored in ["true", "0", "Disabled"] {
+        let token = mint_with_headers(&base, &[(FORMAT_HEADER, ignored)], None).await;
+        assert_stateless(token["token"].as_str().unwrap());
+    }
+
+    // The switch changes the default; `enabled` still forces the stateless format.
+    env.standin.set_token_format(TokenFormat::Classic);
+    assert_classic(&mint_token(&base, None).await);
+    let forced = mint_with_headers(&base, &[(FORMAT_HEADER, "enabled")], None).await;
+    assert_stateless(forced["token"].as_str().unwrap());
+    assert_eq!(env.standin.tokens_issued().len(), 8);
+}
+
+#[tokio::test]
+async fn classic_tokens_by_configuration_and_stateless_by_header() {
+    let env = GitHub::empty(|c| c.token_format = TokenFormat::Classic)
+        .await
+        .unwrap();
+    let base = env.standin.url();
+    let classic = mint_token(&base, None).await;
+    assert_classic(&classic);
+    assert_token_works(&base, &classic).await;
+    let body = r#"{"repositories":["hello-world"],"permissions":{"contents":"read"}}"#;
+    let forced = mint_with_headers(&base, &[(FORMAT_HEADER, "enabled")], Some(body)).await;
+    let stateless = forced["token"].as_str().unwrap();
+    assert_stateless(stateless);
+    assert_eq!(forced["permissions"], json!({"contents": "read"}));
+    // The scoping holds: one repository, contents read only.
+    let resp = get(
+        &base,
+        "/installation/repositories",
+        Some(&token_auth(stateless)),
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::OK);
+    assert_eq!(resp.json["total_count"], 1);
+    assert_eq!(resp.json["repositories"][0]["name"], "hello-world");
+    let resp = get(
+        &base,
+        "/repos/octo-org/other-repo",
+        Some(&token_auth(stateless)),
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        "classic".parse::<TokenFormat>().unwrap(),
+        TokenFormat::Classic
+    );
+    assert_eq!(
+        "Stateless".parse::<TokenFormat>().unwrap(),
+        TokenFormat::Stateless
+    );
+    assert!("opaque".parse::<TokenFormat>().is_err());
+}
+
+#[tokio::test]
+async fn both_formats_expire() {
+    let env = GitHub::empty(|c| c.token_ttl = Duration::from_secs(1))
+        .await
+        .unwrap();
+    let base = env.standin.url();
+    let stateless = mint_token(&base, None).await;
+    let classic = mint_with_headers(&base, &[(FORMAT_HEADER, "disabled")], None).await;
+    let classic = classic["token"].as_str().unwrap().to_string();
+    assert_stateless(&stateless);
+    assert_classic(&classic);
+    for token in [&stateless, &classic] {
+        assert!(env.standin.is_token_live(token));
+    }
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    for token in [&stateless, &classic] {
+        assert!(!env.standin.is_token_live(token));
+        let resp = get(
+            &base,
+            "/installation/repositories",
+            Some(&token_auth(token)),
+        )
+        .await;
+        assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(resp.json["message"], "Bad credentials");
+    }
 }

@@ -109,6 +109,41 @@ async fn push_and_clone_with_an_installation_token() {
 }
 
 #[tokio::test]
+async fn both_token_formats_push() {
+    let env = GitHub::empty(|c| c.token_format = github_standin::TokenFormat::Classic)
+        .await
+        .unwrap();
+    let base = env.standin.url();
+    env.standin.create_repo("octo-org", "hello-world").unwrap();
+    let classic = mint_token(&base, None).await;
+    assert_eq!(classic.len(), 40, "{classic}");
+    let stateless = mint_with_headers(&base, &[("X-GitHub-Stateless-S2S-Token", "enabled")], None)
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        stateless.contains('-') && stateless.len() > 350,
+        "{stateless}"
+    );
+    let work = work_tree(env.dir.path(), "work").await;
+    for (i, token) in [classic, stateless].iter().enumerate() {
+        let (ok, err) = git(
+            &work,
+            &[
+                "push",
+                &remote(&base, token, "hello-world"),
+                &format!("HEAD:refs/heads/branch-{i}"),
+            ],
+        )
+        .await;
+        assert!(ok, "push {i} failed: {err}");
+    }
+    assert_eq!(env.standin.git_pushes(), 2);
+    assert_eq!(env.standin.git_auth_failures(), 0);
+}
+
+#[tokio::test]
 async fn push_with_an_expired_token_fails() {
     let env = GitHub::empty(|c| c.token_ttl = Duration::from_secs(1))
         .await

@@ -71,6 +71,18 @@ pub async fn send(
     authorization: Option<&str>,
     body: Option<&str>,
 ) -> Resp {
+    send_with_headers(base, method, path, authorization, &[], body).await
+}
+
+/// [`send`] with extra request headers.
+pub async fn send_with_headers(
+    base: &str,
+    method: Method,
+    path: &str,
+    authorization: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Resp {
     let uri: http::Uri = format!("{base}{path}").parse().unwrap();
     let authority = uri.authority().unwrap().to_string();
     let stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
@@ -86,6 +98,9 @@ pub async fn send(
         .header("user-agent", "standin-test");
     if let Some(a) = authorization {
         req = req.header("authorization", a);
+    }
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     if body.is_some() {
         req = req.header("content-type", "application/json");
@@ -123,11 +138,17 @@ pub fn token_auth(token: &str) -> String {
 
 /// Mints a token for installation 1001 with an optional body; panics unless 201.
 pub async fn mint(base: &str, body: Option<&str>) -> Value {
-    let resp = send(
+    mint_with_headers(base, &[], body).await
+}
+
+/// [`mint`] with extra request headers (e.g. `X-GitHub-Stateless-S2S-Token`).
+pub async fn mint_with_headers(base: &str, headers: &[(&str, &str)], body: Option<&str>) -> Value {
+    let resp = send_with_headers(
         base,
         Method::POST,
         "/app/installations/1001/access_tokens",
         Some(&bearer(&app_jwt())),
+        headers,
         body,
     )
     .await;

@@ -122,6 +122,12 @@ impl Pod {
 
     /// Commits `files` to `main` with the git CLI and the tokenator's credentials file.
     pub fn push_to_main(&self, files: &[(&str, &str)]) {
+        self.push_to_branch("main", files);
+    }
+
+    /// Commits `files` on top of what was pushed before and pushes the
+    /// commit to `branch`; returns its sha.
+    pub fn push_to_branch(&self, branch: &str, files: &[(&str, &str)]) -> String {
         let seed = self.run.join("seed");
         let home = self.run.join("home");
         std::fs::create_dir_all(&home).unwrap();
@@ -141,10 +147,20 @@ impl Pod {
             git(&seed, &["add", path]);
         }
         git(&seed, &["commit", "-q", "-m", "seed"]);
+        let refspec = format!("HEAD:refs/heads/{branch}");
         git(
             &seed,
-            &["-c", &helper, "push", "-q", &self.github.repo_url(), "main"],
+            &[
+                "-c",
+                &helper,
+                "push",
+                "-q",
+                "-f",
+                &self.github.repo_url(),
+                &refspec,
+            ],
         );
+        git(&seed, &["rev-parse", "HEAD"]).trim().to_string()
     }
 
     /// Waits up to 20 s until `check` holds for the stand-in, panicking with

@@ -139,6 +139,21 @@ impl ServiceProcess {
         let _ = self.child.kill().await;
     }
 
+    /// Asserts that no installation token, nor any piece of one (see [`leaked_token_piece`]),
+    /// appears anywhere in the logs.
+    pub fn assert_no_token_leak(&self, tokens: &[String]) {
+        let logs = self.logs();
+        for token in tokens {
+            if let Some(piece) = leaked_token_piece(&logs, token) {
+                panic!(
+                    "{} characters of a token ({}…) appeared in the service's logs",
+                    piece.len(),
+                    &token[..token.len().min(8)]
+                );
+            }
+        }
+    }
+
     /// Asserts that none of `secrets` appears anywhere in the logs.
     pub fn assert_no_leak(&self, secrets: &[String]) {
         let logs = self.logs();
@@ -149,5 +164,64 @@ impl ServiceProcess {
                 &secret[..secret.len().min(8)]
             );
         }
+    }
+}
+
+/// Length of the token pieces [`leaked_token_piece`] looks for.
+const TOKEN_PIECE: usize = 20;
+
+/// The first part of `token` found in `logs`: the whole token, or a piece of
+/// [`TOKEN_PIECE`] characters (tried every 4, and the last) of what is secret in it. A redaction that
+/// stops early (at the `-` of a stateless `ghs_<app id>_<JWT>` token, say) masks the head of
+/// a token and prints the rest, so searching for whole tokens finds nothing; any 23
+/// consecutive secret characters are found here. In a JWT-shaped token the part before the
+/// first `.` (the `ghs_<app id>_` prefix and the JWT header) is public and the same for
+/// every token, so only what follows it counts.
+pub fn leaked_token_piece<'a>(logs: &str, token: &'a str) -> Option<&'a str> {
+    if token.is_empty() {
+        return None;
+    }
+    if logs.contains(token) {
+        return Some(token);
+    }
+    let secret_from = match token.find('.') {
+        Some(dot) if token.matches('.').count() >= 2 => dot + 1,
+        _ => 0,
+    };
+    let last = token.len().saturating_sub(TOKEN_PIECE);
+    (secret_from..last)
+        .step_by(4)
+        .chain((secret_from <= last).then_some(last))
+        .filter(|&i| token.is_char_boundary(i) && token.is_char_boundary(i + TOKEN_PIECE))
+        .map(|i| &token[i..i + TOKEN_PIECE])
+        .find(|piece| logs.contains(piece))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_pieces_are_found_whole_or_in_part() {
+        let token = format!(
+            "ghs_4242_eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.{}.{}-{}",
+            "eyJpc3MiOiI0MjQyIn0".repeat(5),
+            "Ab3_",
+            "kL9x_Qm2ZpT7vRw4YcN8"
+        );
+        assert_eq!(leaked_token_piece("nothing here", &token), None);
+        assert_eq!(
+            leaked_token_piece(&format!("token={token} end"), &token),
+            Some(token.as_str())
+        );
+        // An old redaction pattern masked everything up to the `-`.
+        let tail = &token[token.find('-').unwrap()..];
+        assert!(leaked_token_piece(&format!("token=[REDACTED]{tail}"), &token).is_some());
+        // The public head of every stateless token is no leak.
+        let head = &token[..token.find('.').unwrap() + 1];
+        assert_eq!(leaked_token_piece(&format!("saw {head}"), &token), None);
+        let classic = format!("ghs_{}", "a1B2c3D4e5".repeat(4));
+        assert!(leaked_token_piece(&format!("x{}", &classic[10..35]), &classic).is_some());
+        assert_eq!(leaked_token_piece("short", "ghs_1"), None);
     }
 }

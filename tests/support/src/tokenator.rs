@@ -207,12 +207,12 @@ impl Tokenator {
         (status, body)
     }
 
-    /// No token `github` ever issued, and no line of the App key, appears in
-    /// the logs.
+    /// No token `github` ever issued, nor a piece of one, and no line of the
+    /// App key, appears in the logs.
     pub fn assert_no_token_in_logs(&self, github: &GitHub) {
         let tokens = github.standin.tokens_issued();
         assert!(!tokens.is_empty(), "the test minted no token");
-        self.process.assert_no_leak(&tokens);
+        self.process.assert_no_token_leak(&tokens);
         let key = std::fs::read_to_string(fixture("app-key.pem")).unwrap();
         let key_body: Vec<String> = key
             .lines()

@@ -6,9 +6,12 @@ use crate::{
 };
 use axum::{
     extract::{
-        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
+        ws::{
+            rejection::WebSocketUpgradeRejection, CloseFrame, Message, WebSocket, WebSocketUpgrade,
+        },
         State,
     },
+    http::HeaderMap,
     response::Response,
     Json,
 };
@@ -63,6 +66,8 @@ struct Turn {
     text: String,
     /// Agent iterations when the turn may use tools (`max_iterations` ≥ 2).
     agentic: Option<u32>,
+    /// The task-pool worker an agentic turn holds while it runs.
+    _slot: Option<crate::tasks::PoolSlot>,
 }
 
 async fn prepare(state: &AppState, body: &ChatMessageRequest) -> Result<Turn, ApiError> {
@@ -71,6 +76,13 @@ async fn prepare(state: &AppState, body: &ChatMessageRequest) -> Result<Turn, Ap
     if text.is_empty() {
         return Err(ApiError::validation("text must not be empty"));
     }
+    let agentic = body.max_iterations.filter(|n| *n >= 2).map(|n| n.min(50));
+    // An agentic turn runs tools like a task, so it takes a worker of the
+    // task pool, or is refused (503, recoverable) when the pool is full.
+    let slot = match agentic {
+        Some(_) => Some(state.tasks.try_reserve()?),
+        None => None,
+    };
     let conversation = match body.conversation_id.as_deref().filter(|id| !id.is_empty()) {
         Some(id) => state.store.get_conversation(id).await?,
         None => state.store.create_conversation(None, json!({})).await?,
@@ -106,7 +118,8 @@ async fn prepare(state: &AppState, body: &ChatMessageRequest) -> Result<Turn, Ap
         },
         conversation,
         text,
-        agentic: body.max_iterations.filter(|n| *n >= 2).map(|n| n.min(50)),
+        agentic,
+        _slot: slot,
     })
 }
 
@@ -196,7 +209,7 @@ fn usage_json(usage: Option<Usage>) -> Value {
     responses((status = 200, description = "The model's answer", body = Object),
               (status = 404, description = "Unknown conversation", body = Object),
               (status = 502, description = "Model provider failed", body = Object),
-              (status = 503, description = "No model provider configured", body = Object),
+              (status = 503, description = "No model provider configured, or (agentic turns, max_iterations ≥ 2) every task worker is busy", body = Object),
               (status = 504, description = "Model provider timed out", body = Object)))]
 pub async fn message(
     State(state): State<AppState>,
@@ -238,8 +251,19 @@ pub async fn message(
 }
 
 /// `GET /api/v1/chat/stream` (WebSocket): many requests per connection.
-pub async fn stream(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(move |socket| chat_socket(state, socket))
+#[utoipa::path(get, path = "/api/v1/chat/stream", tag = "chat",
+    description = "WebSocket: send `ChatMessageRequest` JSON messages, receive `start`, `token`, `progress`, `tool`, `complete` and `error` frames (`{event, data}`). Browsers authenticate with the session cookie; an upgrade whose `Origin` is neither the API's own nor in PENGUIN_CORS_ORIGINS is refused.",
+    responses((status = 101, description = "Switching to the WebSocket protocol"),
+              (status = 400, description = "Not a WebSocket handshake", body = Object),
+              (status = 401, description = "No valid key or session", body = Object),
+              (status = 403, description = "The Origin is not allowed", body = Object)))]
+pub async fn stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let upgrade = crate::origin::websocket(&headers, &state.settings.cors_origins, upgrade)?;
+    Ok(upgrade.on_upgrade(move |socket| chat_socket(state, socket)))
 }
 
 fn frame(event: &str, data: Value) -> Message {
@@ -273,7 +297,7 @@ async fn chat_socket(state: AppState, socket: WebSocket) {
                 let _ = tx
                     .send(frame(
                         "error",
-                        json!({ "message": err.message, "code": err.code }),
+                        json!({ "message": err.message, "code": err.code, "recoverable": err.recoverable }),
                     ))
                     .await;
                 continue;

@@ -4,11 +4,11 @@
 //! (401), JSON (400), delivery id (400), repository allowed (403), not a
 //! duplicate (409), then 200.
 
+use crate::webhook_body::BodyError;
 use crate::{error::ApiError, state::AppState};
 use axum::{
-    body::Bytes,
-    extract::State,
-    http::{HeaderMap, StatusCode},
+    extract::{Request, State},
+    http::{header, HeaderMap, StatusCode},
     Json,
 };
 use penguin_bot::ingress::{DeliveryHeaders, IngressError};
@@ -34,21 +34,54 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
               (status = 400, description = "Invalid JSON payload / Missing delivery id", body = Object),
               (status = 401, description = "Invalid signature", body = Object),
               (status = 403, description = "Unauthorized repository", body = Object),
+              (status = 408, description = "The body did not arrive in time", body = Object),
               (status = 409, description = "Duplicate delivery", body = Object),
-              (status = 413, description = "Over 25 MB", body = Object)))]
+              (status = 413, description = "Over 25 MB", body = Object),
+              (status = 503, description = "Too many bodies being received; Retry-After says when to try again", body = Object)))]
 pub async fn receive(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    // The bytes stay charged to the budget until the delivery is stored.
+    let (body, _held) = state
+        .webhook_body
+        .read(declared, body)
+        .await
+        .map_err(unread)?;
+    let headers = &parts.headers;
     let delivery = DeliveryHeaders {
-        event: header(&headers, "x-github-event"),
-        delivery_id: header(&headers, "x-github-delivery"),
-        signature: header(&headers, "x-hub-signature-256"),
+        event: header(headers, "x-github-event"),
+        delivery_id: header(headers, "x-github-delivery"),
+        signature: header(headers, "x-hub-signature-256"),
     };
     match state.ingress.accept(delivery, &body).await {
         Ok(accepted) => Ok(Json(json!({ "status": "ok", "event": accepted.event }))),
         Err(err) => Err(refusal(err)),
+    }
+}
+
+/// The error shape for a body that was not read.
+fn unread(err: BodyError) -> ApiError {
+    let message = err.to_string();
+    match err {
+        BodyError::TooLarge { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", message)
+        }
+        BodyError::Busy => {
+            let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "WEBHOOK_BUSY", message);
+            err.retry_after = Some(1);
+            err
+        }
+        BodyError::TooSlow(_) => {
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", message)
+        }
+        BodyError::Read(_) => ApiError::bad_request(message),
     }
 }
 

@@ -51,8 +51,9 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let upload_limit = state.settings.max_upload_bytes + MULTIPART_OVERHEAD;
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::health))
-        .routes(routes!(session::create))
+        .routes(routes!(session::create, session::delete))
         .routes(routes!(chat::message))
+        .routes(routes!(chat::stream))
         .routes(routes!(conversations::list))
         .routes(routes!(conversations::get))
         .routes(routes!(conversations::create))
@@ -69,6 +70,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tasks::execute_sync))
         .routes(routes!(tasks::execute))
         .routes(routes!(tasks::get))
+        .routes(routes!(tasks::stream))
         .split_for_parts();
     let router = router
         .route(
@@ -83,9 +85,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .route("/metrics", get(metrics))
         // Liveness: 200 while the process serves, even when degraded (a
         // restart would not bring the storage or the tokenator back).
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/api/v1/chat/stream", get(chat::stream))
-        .route("/api/v1/tasks/stream", get(tasks::stream));
+        .route("/healthz", get(|| async { "ok\n" }));
     let mut openapi = openapi;
     // The upload and webhook routes carry their own body limits, so they are
     // added outside the OpenApiRouter; their path items are merged by hand.

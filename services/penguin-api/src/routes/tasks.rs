@@ -8,9 +8,12 @@ use crate::{
 };
 use axum::{
     extract::{
-        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
+        ws::{
+            rejection::WebSocketUpgradeRejection, CloseFrame, Message, WebSocket, WebSocketUpgrade,
+        },
         Path, State,
     },
+    http::HeaderMap,
     response::Response,
     Json,
 };
@@ -129,8 +132,19 @@ pub async fn get(
 }
 
 /// `GET /api/v1/tasks/stream` (WebSocket): one task per connection.
-pub async fn stream(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(move |socket| task_socket(state, socket))
+#[utoipa::path(get, path = "/api/v1/tasks/stream", tag = "tasks",
+    description = "WebSocket: send one `ExecuteTask` JSON message, receive the task's `task_started`, `task_progress`, `tool`, `message`, `error` and `task_completed` frames (`{event, data}`). Browsers authenticate with the session cookie; an upgrade whose `Origin` is neither the API's own nor in PENGUIN_CORS_ORIGINS is refused.",
+    responses((status = 101, description = "Switching to the WebSocket protocol"),
+              (status = 400, description = "Not a WebSocket handshake", body = Object),
+              (status = 401, description = "No valid key or session", body = Object),
+              (status = 403, description = "The Origin is not allowed", body = Object)))]
+pub async fn stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let upgrade = crate::origin::websocket(&headers, &state.settings.cors_origins, upgrade)?;
+    Ok(upgrade.on_upgrade(move |socket| task_socket(state, socket)))
 }
 
 fn frame(event: &str, data: Value) -> Message {

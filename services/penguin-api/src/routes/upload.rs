@@ -1,5 +1,6 @@
 //! `POST /api/v1/upload`: images, recognised by their bytes, not their name.
 
+use crate::uploads::{UploadError, UploadStore};
 use crate::{error::ApiError, state::AppState};
 use axum::{
     extract::{multipart::MultipartError, Multipart, State},
@@ -7,7 +8,6 @@ use axum::{
     Json,
 };
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
 
 /// The image types accepted, by magic bytes.
 fn sniff(head: &[u8]) -> Option<(&'static str, &'static str)> {
@@ -57,7 +57,8 @@ fn clean_name(name: &str) -> String {
     responses((status = 200, description = "Stored", body = Object),
               (status = 400, description = "Empty or missing file", body = Object),
               (status = 413, description = "Too large", body = Object),
-              (status = 415, description = "Not an accepted image type", body = Object)))]
+              (status = 415, description = "Not an accepted image type", body = Object),
+              (status = 507, description = "The uploads quota is full", body = Object)))]
 pub async fn upload(
     State(state): State<AppState>,
     mut multipart: Multipart,
@@ -72,10 +73,6 @@ pub async fn upload(
             continue;
         }
         let filename = clean_name(field.file_name().unwrap_or("upload"));
-        let dir = state.settings.data_dir.join("uploads");
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|_| ApiError::internal("preparing the upload directory"))?;
         // Read up to the limit (+1 byte to detect overflow), sniffing the head.
         let mut data = Vec::new();
         while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, limit))? {
@@ -94,16 +91,23 @@ pub async fn upload(
                 "only GIF, JPEG, PNG and WEBP images are accepted (checked by content)",
             ));
         };
-        let path = dir.join(format!("{}.{extension}", uuid::Uuid::new_v4().simple()));
-        let mut file = tokio::fs::File::create(&path)
-            .await
-            .map_err(|_| ApiError::internal("storing the upload"))?;
-        file.write_all(&data)
-            .await
-            .map_err(|_| ApiError::internal("storing the upload"))?;
-        file.sync_all()
-            .await
-            .map_err(|_| ApiError::internal("storing the upload"))?;
+        let uploads = UploadStore::new(
+            state.settings.data_dir.join("uploads"),
+            state.settings.upload_quota_bytes,
+            state.settings.upload_retention,
+        );
+        let path = match uploads.store(&data, extension).await {
+            Ok(path) => path,
+            Err(err @ UploadError::QuotaExceeded { .. }) => {
+                return Err(ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "UPLOAD_QUOTA_EXCEEDED",
+                    err.to_string(),
+                )
+                .suggest("Try again once older uploads expire (PENGUIN_UPLOAD_RETENTION_HOURS), or raise PENGUIN_UPLOAD_QUOTA_BYTES."));
+            }
+            Err(UploadError::Io(_)) => return Err(ApiError::internal("storing the upload")),
+        };
         return Ok(Json(json!({
             "path": path.display().to_string(),
             "filename": filename,

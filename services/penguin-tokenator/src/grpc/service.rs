@@ -2,7 +2,7 @@
 
 use super::auth::RemoteAuth;
 use crate::{
-    broker::{BrokerError, TokenBroker},
+    broker::{BrokerError, Holder, Release, TokenBroker},
     metrics::Metrics,
 };
 use futures::Stream;
@@ -55,6 +55,15 @@ impl TokenGrpc {
         match &self.callers {
             Callers::Local => Ok("unix-socket".into()),
             Callers::Remote(auth) => auth.authenticate(metadata),
+        }
+    }
+
+    /// Who holds what `caller` is handed: its JWT subject over TCP; over the
+    /// Unix socket, which has no identity, the socket (one hold per hand-out).
+    fn holder(&self, caller: &str) -> Holder {
+        match self.callers {
+            Callers::Local => Holder::Local,
+            Callers::Remote(_) => Holder::Remote(caller.to_string()),
         }
     }
 
@@ -148,7 +157,11 @@ impl TokenGrpc {
     ) -> Result<GetTokenResponse, Status> {
         let caller = self.authenticate(request.metadata())?;
         let scope = self.scope(&caller, request.get_ref()).await?;
-        let token = self.broker.get(&scope).await.map_err(status_of)?;
+        let token = self
+            .broker
+            .issue(&scope, &self.holder(&caller))
+            .await
+            .map_err(status_of)?;
         Ok(self.respond(&caller, &scope, &token))
     }
 }
@@ -171,6 +184,8 @@ pub fn status_of(err: BrokerError) -> Status {
         BrokerError::Unsupported(_) | BrokerError::DefaultToken => {
             Status::failed_precondition(message)
         }
+        BrokerError::NotIssued => Status::permission_denied(message),
+        BrokerError::Dropped => Status::unavailable(message),
         BrokerError::Scope(_) => Status::invalid_argument(message),
         BrokerError::TooManyScopes => Status::resource_exhausted(message),
     }
@@ -205,11 +220,18 @@ impl TokenService for TokenGrpc {
             let scope = self.scope(&caller, &scope_request).await?;
             let mut updates = self.broker.watch(&scope).await.map_err(status_of)?;
             let this = self.clone();
+            let holder = self.holder(&caller);
             let stream = async_stream::stream! {
+                let mut last = None;
                 loop {
                     let current = updates.borrow_and_update().clone();
                     if let Some(token) = current {
-                        yield Ok(this.respond(&caller, &scope, &token));
+                        // Each token handed out is one hold; one released
+                        // meanwhile (being revoked) is skipped.
+                        if last.as_ref() != Some(&token.token) && this.broker.hold(&token, &holder) {
+                            last = Some(token.token.clone());
+                            yield Ok(this.respond(&caller, &scope, &token));
+                        }
                     }
                     if updates.changed().await.is_err() {
                         break;
@@ -232,13 +254,37 @@ impl TokenService for TokenGrpc {
             if token.is_empty() {
                 return Err(Status::invalid_argument("token is empty"));
             }
-            self.broker.revoke(&token).await.map_err(status_of)?;
-            tracing::info!(
-                target: "penguin_tokenator::audit",
-                caller,
-                token_sha256 = %penguin_github::Token::new(token).fingerprint(),
-                "token revoked"
-            );
+            let fingerprint = penguin_github::Token::new(token.as_str()).fingerprint();
+            let released = self
+                .broker
+                .release(&token, &self.holder(&caller))
+                .await
+                .map_err(|err| {
+                    if matches!(err, BrokerError::NotIssued) {
+                        tracing::warn!(
+                            target: "penguin_tokenator::audit",
+                            caller,
+                            token_sha256 = %fingerprint,
+                            "token release refused: not a holder"
+                        );
+                    }
+                    status_of(err)
+                })?;
+            match released {
+                Release::StillHeld(holds_left) => tracing::info!(
+                    target: "penguin_tokenator::audit",
+                    caller,
+                    token_sha256 = %fingerprint,
+                    holds_left,
+                    "token released; still held by others"
+                ),
+                Release::Revoked => tracing::info!(
+                    target: "penguin_tokenator::audit",
+                    caller,
+                    token_sha256 = %fingerprint,
+                    "token revoked"
+                ),
+            }
             Ok(Response::new(RevokeTokenResponse {}))
         }
         .await;

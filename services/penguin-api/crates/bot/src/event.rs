@@ -68,8 +68,11 @@ pub struct Mention {
 pub enum Event {
     /// A comment, review or review comment that may hold a command.
     Mention(Mention),
-    /// A pull request event the operator configured an automatic review for.
-    AutoReview(Mention),
+    /// A pull request event the operator configured an automatic review
+    /// for, with the key it is claimed under: one review per repository,
+    /// pull request, head commit and action, however often the payload is
+    /// delivered (a replayed body carries a new GUID).
+    AutoReview(Mention, String),
     /// Nothing to do; the note says why.
     Ignored(String),
 }
@@ -231,7 +234,11 @@ fn auto_review(
         },
     );
     mention.automatic = true;
-    Event::AutoReview(mention)
+    let claim = format!(
+        "auto_review:{}#{}@{}:{action}",
+        mention.repository, mention.number, pull.head.sha
+    );
+    Event::AutoReview(mention, claim)
 }
 
 fn auto_review_configured(config: &ServerConfig, action: &str) -> bool {

@@ -5,6 +5,7 @@
 //! tried again (after a crash or a transient failure) edits what it already
 //! made instead of posting twice.
 
+use crate::github_api::thread::scrub;
 use crate::{
     command::Command,
     config::ServerConfig,
@@ -17,7 +18,7 @@ use octocrab::{
     params::checks::{CheckRunConclusion, CheckRunOutput, CheckRunStatus},
 };
 use penguin_api_store::{NewTask, TaskState};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Instant;
 
 /// What a delivery already did on GitHub, stored with the delivery as each
@@ -30,6 +31,9 @@ pub struct DeliveryProgress {
     pub check_run: Option<u64>,
     /// The progress comment it posted.
     pub comment: Option<u64>,
+    /// The request an `approve` consumed (a retry runs it without it).
+    #[serde(default)]
+    pub approved: Option<crate::approval::Approved>,
 }
 
 impl DeliveryProgress {
@@ -41,7 +45,8 @@ impl DeliveryProgress {
         }
     }
 
-    async fn save(&self, ctx: &BotContext, delivery_id: &str) -> BotResult<()> {
+    /// Records it with the delivery.
+    pub async fn save(&self, ctx: &BotContext, delivery_id: &str) -> BotResult<()> {
         let text = serde_json::to_string(self)
             .map_err(|e| BotError::Failed(format!("cannot record progress: {e}")))?;
         Ok(ctx.store.set_delivery_progress(delivery_id, &text).await?)
@@ -50,49 +55,12 @@ impl DeliveryProgress {
 
 /// Tells the commenter why nothing will happen.
 pub async fn refuse(client: &RepoClient, m: &Mention, reason: &str) -> BotResult<()> {
-    comment(
-        client,
-        m.number,
-        format!("@{} I can't do that here: {reason}", m.login),
-    )
-    .await
-}
-
-/// Posts `body` on issue or pull request `number` (redacted, as everything
-/// the bot writes on GitHub: a model's answer, a hook's stderr or an error
-/// may quote a token).
-pub async fn comment(client: &RepoClient, number: u64, body: String) -> BotResult<()> {
-    let body = scrub(&body);
-    let (owner, repo) = (&client.owner, &client.repo);
     client
-        .create("comment", |crab| {
-            let body = body.clone();
-            async move { crab.issues(owner, repo).create_comment(number, body).await }
-        })
+        .comment(
+            m.number,
+            format!("@{} I can't do that here: {reason}", m.login),
+        )
         .await
-        .map(|_| ())
-}
-
-/// Adds `label` (best effort: labels are a courtesy, not the outcome).
-pub async fn add_label(client: &RepoClient, number: u64, label: &str) {
-    let (owner, repo) = (&client.owner, &client.repo);
-    let _ = client
-        .call("add label", |crab| async move {
-            crab.issues(owner, repo)
-                .add_labels(number, &[label.to_string()])
-                .await
-        })
-        .await;
-}
-
-/// Removes `label` (best effort).
-pub async fn remove_label(client: &RepoClient, number: u64, label: &str) {
-    let (owner, repo) = (&client.owner, &client.repo);
-    let _ = client
-        .call("remove label", |crab| async move {
-            crab.issues(owner, repo).remove_label(number, label).await
-        })
-        .await;
 }
 
 /// One command on one thread: what every feedback step needs.
@@ -182,7 +150,7 @@ pub async fn start(
     let comment = match progress.comment {
         Some(id) => {
             let body = format!("{body} — resumed after a restart");
-            edit_comment(client, CommentId(id), body).await?;
+            client.edit_comment(CommentId(id), body).await?;
             CommentId(id)
         }
         None => {
@@ -199,12 +167,9 @@ pub async fn start(
         }
     };
     if config.github.labels.enabled {
-        add_label(
-            client,
-            m.number,
-            &config.github.labels.label_map.in_progress,
-        )
-        .await;
+        client
+            .add_label(m.number, &config.github.labels.label_map.in_progress)
+            .await;
     }
     Ok(Started {
         task_id,
@@ -272,18 +237,6 @@ async fn react(client: &RepoClient, react_to: ReactTo) -> BotResult<()> {
     }
 }
 
-async fn edit_comment(client: &RepoClient, id: CommentId, body: String) -> BotResult<()> {
-    let body = scrub(&body);
-    let (owner, repo) = (client.owner.as_str(), client.repo.as_str());
-    client
-        .call("edit comment", |crab| {
-            let body = body.clone();
-            async move { crab.issues(owner, repo).update_comment(id, body).await }
-        })
-        .await
-        .map(|_| ())
-}
-
 /// The report: the progress comment becomes the result, the check run is
 /// completed, the pull request's summary block is set, labels follow the
 /// outcome, the task is finished. Returns the one-line summary.
@@ -315,7 +268,9 @@ pub async fn finish(
         task_id,
         started.at.elapsed().as_secs_f64()
     );
-    edit_comment(client, started.comment, format!("{body}{footer}")).await?;
+    client
+        .edit_comment(started.comment, format!("{body}{footer}"))
+        .await?;
     if let Some(id) = started.check_run {
         let conclusion = if ok {
             CheckRunConclusion::Success
@@ -358,8 +313,10 @@ pub async fn finish(
     }
     if config.github.labels.enabled {
         let map = &config.github.labels.label_map;
-        remove_label(client, m.number, &map.in_progress).await;
-        add_label(client, m.number, if ok { &map.done } else { &map.failed }).await;
+        client.remove_label(m.number, &map.in_progress).await;
+        client
+            .add_label(m.number, if ok { &map.done } else { &map.failed })
+            .await;
     }
     let state = if ok {
         TaskState::Completed
@@ -394,24 +351,7 @@ async fn set_summary(client: &RepoClient, number: u64, block: &str) -> BotResult
     if body == current {
         return Ok(());
     }
-    set_pull_body(client, number, &body).await
-}
-
-/// Replaces pull request `number`'s body.
-pub async fn set_pull_body(client: &RepoClient, number: u64, body: &str) -> BotResult<()> {
-    let body = scrub(body);
-    let body = body.as_str();
-    let (owner, repo) = (client.owner.as_str(), client.repo.as_str());
-    client
-        .call("pull request body", |crab| async move {
-            crab.patch::<Value, _, _>(
-                format!("/repos/{owner}/{repo}/pulls/{number}"),
-                Some(&json!({ "body": body })),
-            )
-            .await
-        })
-        .await
-        .map(|_| ())
+    client.set_pull_body(number, &body).await
 }
 
 /// Marks the bot's block in a pull request's body.
@@ -434,11 +374,6 @@ fn with_summary(body: &str, summary: &str) -> String {
         _ if body.trim().is_empty() => block,
         _ => format!("{}\n\n{block}", body.trim_end()),
     }
-}
-
-/// `text` with every secret shape masked.
-pub(crate) fn scrub(text: &str) -> String {
-    penguin_telemetry::redact(text).into_owned()
 }
 
 /// `text` cut to at most `max` bytes on a character boundary, marked.

@@ -10,6 +10,31 @@ use std::time::Duration;
 
 type Labels = Vec<(String, String)>;
 
+/// Event names a label may carry; `X-GitHub-Event` is not signed, so any
+/// other value counts as `other` (no unbounded label sets).
+const EVENT_LABELS: &[&str] = &[
+    "issue_comment",
+    "pull_request",
+    "pull_request_review",
+    "pull_request_review_comment",
+    "installation",
+    "installation_repositories",
+    "issues",
+    "push",
+    "check_run",
+    "check_suite",
+    "ping",
+];
+
+/// `event` if it is one of [`EVENT_LABELS`], else `other`.
+fn event_label(event: &str) -> &str {
+    EVENT_LABELS
+        .iter()
+        .find(|known| **known == event)
+        .copied()
+        .unwrap_or("other")
+}
+
 /// The bot's metrics.
 pub struct BotMetrics {
     registry: Registry,
@@ -100,7 +125,7 @@ impl BotMetrics {
     /// A delivery was stored.
     pub fn received(&self, event: &str) {
         self.received
-            .get_or_create(&vec![("event".into(), event.into())])
+            .get_or_create(&vec![("event".into(), event_label(event).into())])
             .inc();
     }
 
@@ -109,7 +134,7 @@ impl BotMetrics {
     pub fn processed(&self, event: &str, result: &str) {
         self.processed
             .get_or_create(&vec![
-                ("event".into(), event.into()),
+                ("event".into(), event_label(event).into()),
                 ("result".into(), result.into()),
             ])
             .inc();
@@ -157,5 +182,31 @@ impl BotMetrics {
         let mut out = String::new();
         let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_labels_come_from_a_fixed_set() {
+        let metrics = BotMetrics::new();
+        metrics.received("issue_comment");
+        for i in 0..100 {
+            metrics.received(&format!("made-up-{i}"));
+        }
+        metrics.processed("made-up-x", "done");
+        let text = metrics.encode();
+        assert!(
+            text.contains("penguin_webhook_deliveries_received_total{event=\"issue_comment\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("penguin_webhook_deliveries_received_total{event=\"other\"} 100"),
+            "{text}"
+        );
+        assert!(text.contains("event=\"other\",result=\"done\""), "{text}");
+        assert!(!text.contains("made-up"), "{text}");
     }
 }

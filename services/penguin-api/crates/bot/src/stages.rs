@@ -41,7 +41,7 @@ pub async fn handle(ctx: &BotContext, delivery: &Delivery) -> BotResult<Outcome>
     match event::read(delivery, &config)? {
         Event::Ignored(note) => Ok(Outcome::Ignored(note)),
         Event::Mention(m) => on_mention(ctx, &config, delivery, m).await,
-        Event::AutoReview(m) => auto_review(ctx, &config, delivery, m).await,
+        Event::AutoReview(m, claim) => auto_review(ctx, &config, delivery, m, &claim).await,
     }
 }
 
@@ -51,7 +51,12 @@ async fn auto_review(
     config: &ServerConfig,
     delivery: &Delivery,
     m: Mention,
+    claim: &str,
 ) -> BotResult<Outcome> {
+    if !ctx.store.claim(claim, &delivery.delivery_id).await? {
+        ctx.metrics.dedupe_hit();
+        return Ok(Outcome::Ignored(format!("{claim} already reviewed")));
+    }
     let client = ctx.github.repo(&m.repository, TOKEN_PERMISSIONS).await?;
     let result = match repo_config::narrowed(&client, config).await {
         // The repository may have switched reviews off.
@@ -159,18 +164,19 @@ async fn run_mention(
 ) -> BotResult<Outcome> {
     let permission = access::collaborator_permission(&ctx.access, client, &m.login).await;
     let pull = read_pull(client, m).await?;
-    if let Some(outcome) = gate(
+    let (actor, gate_target) = match gate(
         ctx, config, delivery, m, &command, client, permission, &pull,
     )
     .await?
     {
-        return Ok(outcome);
-    }
+        Ok(gated) => gated,
+        Err(outcome) => return Ok(outcome),
+    };
     // A delivery tried before reuses what it already created, and was
     // already counted against the caps.
     let mut progress = DeliveryProgress::load(ctx, &delivery.delivery_id).await;
     let resumed = progress.task_id.is_some();
-    if !(m.automatic || resumed) {
+    if !resumed {
         if let Some(outcome) = limits(ctx, client, m).await? {
             return Ok(outcome);
         }
@@ -183,10 +189,35 @@ async fn run_mention(
             }
             Ok(false) => {
                 tracing::info!(delivery_id = %delivery.delivery_id, command = command.name(), "waiting for approval");
-                approval::request(ctx, config, client, m, &command).await?;
+                approval::request(ctx, config, client, m, &command, pull.head_sha.as_deref())
+                    .await?;
                 return Ok(Outcome::Done("waiting for approval".into()));
             }
             Ok(true) => {}
+        }
+    }
+    if command == Command::Approve && progress.approved.is_none() {
+        let verdict = approval::authorize(
+            ctx,
+            config,
+            client,
+            m,
+            &actor,
+            &gate_target,
+            pull.head_sha.as_deref(),
+        )
+        .await?;
+        match verdict {
+            approval::Verdict::Nothing => {}
+            approval::Verdict::Approved(approved) => {
+                // Recorded before anything runs: a retry runs it without it.
+                progress.approved = Some(approved);
+                progress.save(ctx, &delivery.delivery_id).await?;
+            }
+            approval::Verdict::Refused(reason) => {
+                feedback::refuse(client, m, &reason).await?;
+                return Ok(Outcome::Done(format!("approval refused: {reason}")));
+            }
         }
     }
     let run = feedback::Run {
@@ -208,6 +239,7 @@ async fn run_mention(
         task_id: &started.task_id,
         head_ref: pull.head_ref.as_deref(),
         head_sha: pull.head_sha.as_deref(),
+        approved: progress.approved.as_ref(),
     };
     let outcome = actions::perform(ctx, config, m, &command, &target).await;
     match outcome {
@@ -222,7 +254,8 @@ async fn run_mention(
 }
 
 /// Who may make the bot act: the commenter's permission, teams, labels and
-/// forks, decided by [`gate::decide`]; `Some` ends the delivery here.
+/// forks, decided by [`gate::decide`]. `Err` ends the delivery with that
+/// outcome; `Ok` gives the actor and target as the gate saw them.
 #[allow(clippy::too_many_arguments)]
 async fn gate(
     ctx: &BotContext,
@@ -233,7 +266,7 @@ async fn gate(
     client: &RepoClient,
     permission: Option<String>,
     pull: &Pull,
-) -> BotResult<Option<Outcome>> {
+) -> BotResult<Result<(Actor, gate::Target), Outcome>> {
     let mut actor = Actor {
         login: m.login.clone(),
         is_bot: m.is_bot,
@@ -269,27 +302,24 @@ async fn gate(
     };
     tracing::info!(delivery_id = %delivery.delivery_id, login = %m.login, command = command.name(), ?decision, "gate decision");
     Ok(match decision {
-        Decision::Allow => None,
-        Decision::Ignore(reason) => Some(Outcome::Ignored(reason)),
+        Decision::Allow => Ok((actor, target)),
+        Decision::Ignore(reason) => Err(Outcome::Ignored(reason)),
         Decision::Deny(reason) => {
             feedback::refuse(client, m, &reason).await?;
-            Some(Outcome::Done(format!("denied: {reason}")))
+            Err(Outcome::Done(format!("denied: {reason}")))
         }
         Decision::NeedsLabel(label) => {
             let body = format!(
                 "@{} this needs the opt-in label `{label}` on this issue or pull request before I may write anything.",
                 m.login
             );
-            feedback::comment(client, m.number, body).await?;
+            client.comment(m.number, body).await?;
             if config.github.labels.enabled {
-                feedback::add_label(
-                    client,
-                    m.number,
-                    &config.github.labels.label_map.needs_input,
-                )
-                .await;
+                client
+                    .add_label(m.number, &config.github.labels.label_map.needs_input)
+                    .await;
             }
-            Some(Outcome::Done(format!("waiting for label {label}")))
+            Err(Outcome::Done(format!("waiting for label {label}")))
         }
     })
 }
@@ -303,8 +333,14 @@ async fn limits(ctx: &BotContext, client: &RepoClient, m: &Mention) -> BotResult
         .check_and_record(&m.repository, &m.login, Instant::now());
     match allowed {
         Ok(()) => Ok(None),
+        // Nobody asked for an automatic review: nobody to tell.
+        Err(limit) if m.automatic => {
+            Ok(Some(Outcome::Ignored(format!("automatic review: {limit}"))))
+        }
         Err(limit) => {
-            feedback::comment(client, m.number, format!("@{} {limit}", m.login)).await?;
+            client
+                .comment(m.number, format!("@{} {limit}", m.login))
+                .await?;
             Ok(Some(Outcome::Done(format!("rate limited: {limit}"))))
         }
     }

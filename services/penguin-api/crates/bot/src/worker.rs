@@ -153,10 +153,11 @@ async fn process(ctx: &BotContext, schedule: &Schedule, delivery: Delivery) {
         Err(err) => (DeliveryState::Failed, err.redacted(), "failed"),
     };
     span.in_scope(|| tracing::info!(result, %note, "delivery processed"));
-    ctx.metrics.processed(&delivery.event, result);
+    // Recorded before it is counted: whoever sees the count sees the state.
     record(ctx, schedule, &delivery, next, note)
         .instrument(span)
         .await;
+    ctx.metrics.processed(&delivery.event, result);
 }
 
 /// Schedules another attempt of `delivery` after a transient failure, or
@@ -167,10 +168,10 @@ async fn retry_later(ctx: &BotContext, schedule: &Schedule, delivery: &Delivery,
     let note = err.redacted();
     if attempts >= retries.max_attempts {
         tracing::error!(attempts, error = %note, "delivery failed on every attempt; giving up (dead)");
-        ctx.metrics.processed(&delivery.event, "dead");
         let note = format!("gave up after {attempts} attempt(s): {note}");
         fail_task(ctx, delivery, &note).await;
         record(ctx, schedule, delivery, DeliveryState::Dead, note).await;
+        ctx.metrics.processed(&delivery.event, "dead");
         return;
     }
     let policy = RetryPolicy {
@@ -180,7 +181,6 @@ async fn retry_later(ctx: &BotContext, schedule: &Schedule, delivery: &Delivery,
     };
     let wait = policy.backoff(attempts - 1);
     tracing::warn!(attempts, wait_ms = wait.as_millis() as u64, error = %note, "delivery failed transiently; trying again later");
-    ctx.metrics.processed(&delivery.event, "retry");
     schedule.set(&delivery.delivery_id, attempts, Instant::now() + wait);
     let due = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
     if let Err(store) = ctx
@@ -190,6 +190,7 @@ async fn retry_later(ctx: &BotContext, schedule: &Schedule, delivery: &Delivery,
     {
         tracing::error!(%store, "cannot record the failed attempt; retrying from memory");
     }
+    ctx.metrics.processed(&delivery.event, "retry");
     let wake = ctx.wake.clone();
     tokio::spawn(async move {
         tokio::time::sleep(wait).await;

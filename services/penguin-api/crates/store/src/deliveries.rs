@@ -146,25 +146,33 @@ impl Store {
             .map_err(|_| StoreError::Db("the delivery batch was dropped".into()))?
     }
 
-    /// Claims `comment_id` for `delivery_id`: true if it is now (or already
-    /// was) claimed by this delivery, false if another delivery claimed it
-    /// first. `NotFound` if the delivery does not exist.
+    /// Claims comment `comment_id` for `delivery_id`: `true` if it was free
+    /// or already this delivery's (reprocessing after a restart), `false` if
+    /// another delivery claimed it. `NotFound` if the delivery does not exist.
+    /// Claims are never pruned with their deliveries.
     pub async fn claim_comment(
         &self,
         comment_id: u64,
         delivery_id: &str,
     ) -> Result<bool, StoreError> {
-        let delivery_id = delivery_id.to_owned();
+        self.claim(&format!("comment:{}", comment_key(comment_id)), delivery_id)
+            .await
+    }
+
+    /// Claims `key` (what a delivery acts on: a comment, or an automatic
+    /// review's `repository#pull@head_sha:action`) for `delivery_id`, with the
+    /// same answers as [`Store::claim_comment`].
+    pub async fn claim(&self, key: &str, delivery_id: &str) -> Result<bool, StoreError> {
+        let (key, delivery_id) = (key.to_owned(), delivery_id.to_owned());
         self.with_conn(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             if !delivery_exists(&tx, &delivery_id)? {
                 return Err(StoreError::not_found("delivery", delivery_id));
             }
-            let key = comment_key(comment_id);
             let owner: Option<String> = tx
                 .query_row(
-                    "SELECT delivery_id FROM claimed_comments WHERE comment_id = ?1",
-                    [key],
+                    "SELECT delivery_id FROM claims WHERE key = ?1",
+                    [&key],
                     |r| r.get(0),
                 )
                 .optional()?;
@@ -172,8 +180,7 @@ impl Store {
                 Some(owner) => owner == delivery_id,
                 None => {
                     tx.execute(
-                        "INSERT INTO claimed_comments (comment_id, delivery_id, claimed_at)
-                         VALUES (?1, ?2, ?3)",
+                        "INSERT INTO claims (key, delivery_id, claimed_at) VALUES (?1, ?2, ?3)",
                         params![key, delivery_id, fmt_time(now())],
                     )?;
                     true
@@ -532,7 +539,7 @@ impl Store {
     }
 
     /// Deletes finished deliveries (done, failed, ignored, dead) received before
-    /// `before`, with their payloads and comment claims; returns how many.
+    /// `before`, with their payloads (their claims stay); returns how many.
     /// Queued and processing deliveries are never pruned.
     pub async fn prune_deliveries(
         &self,
@@ -561,7 +568,7 @@ mod prune_tests {
     use super::*;
 
     #[tokio::test]
-    async fn prunes_only_old_finished_deliveries_and_their_claims() {
+    async fn prunes_only_old_finished_deliveries_and_keeps_their_claims() {
         let store = Store::open_in_memory().await.unwrap();
         for (id, state) in [
             ("old-done", DeliveryState::Done),
@@ -594,7 +601,8 @@ mod prune_tests {
             store.get_delivery("old-queued").await.unwrap().state,
             DeliveryState::Queued
         );
-        // The claim went with its delivery: another delivery may claim the comment now.
-        assert!(store.claim_comment(42, "old-queued").await.unwrap());
+        // The claim outlives its delivery: a replay of the comment under
+        // another GUID, after the payload was pruned, is still refused.
+        assert!(!store.claim_comment(42, "old-queued").await.unwrap());
     }
 }

@@ -108,6 +108,19 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE deliveries ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE deliveries ADD COLUMN next_attempt_at TEXT;
     "#,
+    // 4: claims (a comment's id, an automatic review's pull request and head)
+    // outlive the delivery payloads that are pruned: a captured body replayed
+    // with a new GUID after the retention window must not run again.
+    r#"
+    CREATE TABLE claims (
+        key         TEXT PRIMARY KEY NOT NULL,
+        delivery_id TEXT NOT NULL,
+        claimed_at  TEXT NOT NULL
+    );
+    INSERT INTO claims (key, delivery_id, claimed_at)
+        SELECT 'comment:' || comment_id, delivery_id, claimed_at FROM claimed_comments;
+    DROP TABLE claimed_comments;
+    "#,
 ];
 
 /// The schema version this build creates and understands.
@@ -169,7 +182,7 @@ mod tests {
             [
                 "checkpoint_messages",
                 "checkpoints",
-                "claimed_comments",
+                "claims",
                 "conversations",
                 "deliveries",
                 "messages",

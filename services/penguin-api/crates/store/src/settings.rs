@@ -45,11 +45,51 @@ impl Store {
         })
         .await
     }
+
+    /// Replaces `key`'s value with `new` only if it is still `expected`
+    /// (compare-and-swap, in one statement): `true` if it was replaced.
+    /// Two callers that read the same value cannot both consume it.
+    pub async fn swap_setting(
+        &self,
+        key: &str,
+        expected: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        validate_key(key)?;
+        let (key, expected, new) = (key.to_owned(), expected.to_owned(), new.to_owned());
+        self.with_conn(move |conn| {
+            let changed = conn.execute(
+                "UPDATE settings SET value = ?1, updated_at = ?2 WHERE key = ?3 AND value = ?4",
+                params![new, fmt_time(now()), key, expected],
+            )?;
+            Ok(changed == 1)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_value_is_swapped_once() {
+        let s = Store::open_in_memory().await.unwrap();
+        s.set_setting("pending", "request").await.unwrap();
+        let (a, b) = tokio::join!(
+            s.swap_setting("pending", "request", ""),
+            s.swap_setting("pending", "request", "")
+        );
+        assert_eq!(
+            [a.unwrap(), b.unwrap()]
+                .iter()
+                .filter(|taken| **taken)
+                .count(),
+            1
+        );
+        assert_eq!(s.get_setting("pending").await.unwrap().as_deref(), Some(""));
+        assert!(!s.swap_setting("missing", "x", "").await.unwrap());
+    }
 
     #[tokio::test]
     async fn get_set_overwrite() {

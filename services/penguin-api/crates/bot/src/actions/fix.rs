@@ -13,7 +13,6 @@ use crate::{
     command::Command,
     config::{HookEvent, ServerConfig},
     event::Mention,
-    feedback,
     git::{self, api_commit::FileChange, commit::Signature},
     BotContext, BotError, BotResult,
 };
@@ -44,6 +43,8 @@ struct FixRequest<'a> {
     pub approved: bool,
     /// Who asked for it (hook context).
     pub actor: &'a str,
+    /// On a pull request: its number and head commit, whose code is fixed.
+    pub pull: Option<(u64, &'a str)>,
 }
 
 /// Runs the pre-hooks of `event`; a failure stops the fix with the hook's stderr.
@@ -151,6 +152,7 @@ pub async fn run(
             instructions,
             approved,
             actor: &m.login,
+            pull: target.head_sha.map(|sha| (m.number, sha)),
         },
     )
     .await
@@ -203,16 +205,19 @@ async fn fix_in(
         "actor": request.actor,
     });
     pre_hooks(config, HookEvent::BranchCreate, &hook_context).await?;
-    // Clone the base branch and create the work branch.
+    // Clone, check out the code to fix (a pull request's own head commit,
+    // never a branch of the same name in the base repository), and branch.
     let url = ctx.git.clone_url(request.repository);
-    git::clone::clone(
-        &ctx.git,
-        request.repository,
-        &url,
-        Some(request.base_ref),
-        work,
-    )
-    .await?;
+    match request.pull {
+        Some((number, head_sha)) => {
+            git::clone::clone(&ctx.git, request.repository, &url, None, work).await?;
+            git::clone::checkout_pull(&ctx.git, request.repository, work, number, head_sha).await?;
+        }
+        None => {
+            let base = Some(request.base_ref);
+            git::clone::clone(&ctx.git, request.repository, &url, base, work).await?;
+        }
+    }
     git::clone::start_branch(work, &branch).await?;
     post_hooks(
         config,
@@ -572,7 +577,8 @@ async fn open_or_update_pr(
             .await?;
         match existing.first().and_then(|p| p["number"].as_u64()) {
             // Idempotent by branch: a rerun adds to the same pull request.
-            Some(number) => feedback::set_pull_body(&client, number, &body)
+            Some(number) => client
+                .set_pull_body(number, &body)
                 .await
                 .map(|()| format!("updated pull request #{number}")),
             None => client

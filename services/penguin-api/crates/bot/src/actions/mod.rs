@@ -28,6 +28,8 @@ pub struct Target<'a> {
     pub head_ref: Option<&'a str>,
     /// The pull request's head commit (`None` on issues).
     pub head_sha: Option<&'a str>,
+    /// For `approve`: the request it approved, if one was waiting.
+    pub approved: Option<&'a approval::Approved>,
 }
 
 /// Runs `command`; returns the markdown to report. `review` runs between
@@ -84,10 +86,11 @@ async fn run(
             review::review(ctx, config, m, target.client, &answer::subject(m)).await
         }
         Command::Approve => {
-            let Some(approved) = approval::take(ctx, config, target.client, m).await? else {
+            let Some(approved) = target.approved else {
                 return Ok("Nothing here is waiting for approval.".into());
             };
-            let report = fix::run(ctx, config, m, &approved.command, target, true).await?;
+            let command = approved.command(config)?;
+            let report = fix::run(ctx, config, m, &command, target, true).await?;
             Ok(format!(
                 "Approved by @{}; ran `{}` requested by @{}.\n\n{report}",
                 m.login, approved.name, approved.requested_by

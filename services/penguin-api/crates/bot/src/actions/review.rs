@@ -58,7 +58,7 @@ pub async fn review(
             &format!("{subject}\n\nDiff:\n{diff}"),
         )
         .await?;
-    let body = crate::feedback::scrub(&format!("## 🐧 Penguin review\n\n{findings}"));
+    let body = crate::github_api::thread::scrub(&format!("## 🐧 Penguin review\n\n{findings}"));
     client
         .create("review", |crab| {
             let review = json!({ "body": body, "event": "COMMENT" });

@@ -20,6 +20,7 @@
 //!     commands_per_hour_per_repo: 60
 //!     commands_per_hour_per_user: 20
 //!     allow_fork_prs: false
+//!     approver_must_differ: true          # `approve` is a second person's decision
 //!   checks:
 //!     enabled: true
 //!     check_names: { review: penguin/review, tests: penguin/tests, plan: penguin/plan }
@@ -318,6 +319,9 @@ pub struct BotConfig {
     pub auto_review_on: Vec<String>,
     /// When set, automatic reviews only for pull requests carrying this label.
     pub auto_review_label: Option<String>,
+    /// Whether `approve` must come from someone other than the requester
+    /// (default true: an approval is a second person's decision).
+    pub approver_must_differ: bool,
 }
 
 impl Default for BotConfig {
@@ -335,6 +339,7 @@ impl Default for BotConfig {
             allow_fork_prs: false,
             auto_review_on: Vec::new(),
             auto_review_label: None,
+            approver_must_differ: true,
         }
     }
 }
@@ -748,6 +753,7 @@ const BOT_KEYS: &[&str] = &[
     "allow_fork_prs",
     "auto_review_on",
     "auto_review_label",
+    "approver_must_differ",
 ];
 
 /// `pull_request` actions an automatic review may follow.
@@ -850,6 +856,9 @@ fn parse_bot(node: Node<'_>) -> Result<BotConfig, ConfigError> {
     }
     if let Some(n) = map.get("allow_fork_prs") {
         c.allow_fork_prs = n.bool()?;
+    }
+    if let Some(n) = map.get("approver_must_differ") {
+        c.approver_must_differ = n.bool()?;
     }
     if let Some(n) = map.get("auto_review_on") {
         c.auto_review_on = n.string_list(|path, action| {

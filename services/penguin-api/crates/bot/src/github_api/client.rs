@@ -1,6 +1,9 @@
 //! GitHub REST for one repository, as the App's installation: a token
 //! down-scoped to that repository comes from the tokenator (the bot never
-//! holds the App key) and is revoked when the work ends. Every call goes
+//! holds the App key) and is released when the work ends. The tokenator
+//! shares a token among everyone who asks for its scope, counts each
+//! `GetToken` as one hold and revokes the token when the last hold is
+//! released, so a client simply releases every token it got. Every call goes
 //! through the shared [`RetryPolicy`] (rate limits waited out, idempotent
 //! calls retried on 5xx), so the bot and the tokenator retry alike.
 
@@ -9,10 +12,9 @@ use crate::{BotError, BotResult};
 use octocrab::Octocrab;
 use penguin_github::{Repeat, RetryPolicy};
 use std::{
-    collections::HashMap,
     future::Future,
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::Mutex,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -23,7 +25,6 @@ use std::{
 pub struct GitHubAccess {
     socket: Option<PathBuf>,
     api_url: String,
-    users: Arc<TokenUsers>,
     retry: RetryPolicy,
 }
 
@@ -33,7 +34,6 @@ impl GitHubAccess {
         GitHubAccess {
             socket,
             api_url: api_url.to_string(),
-            users: Arc::default(),
             retry: bot_retry_policy(),
         }
     }
@@ -75,16 +75,6 @@ fn bot_retry_policy() -> RetryPolicy {
     }
 }
 
-/// Live clients per repository. The tokenator caches scoped tokens per
-/// scope, so concurrent work on one repository shares tokens: they are
-/// revoked only when the last client for the repository finishes. Connects
-/// and revocations are serialized so no client picks up a token that is
-/// being revoked.
-#[derive(Default)]
-pub struct TokenUsers {
-    live: tokio::sync::Mutex<HashMap<String, usize>>,
-}
-
 /// A client's current token and when to replace it.
 struct Current {
     crab: Octocrab,
@@ -93,7 +83,8 @@ struct Current {
 
 /// GitHub for one repository with a token down-scoped to it. The token is
 /// replaced once half of its remaining life is gone (long commands outlive
-/// one token), and every token used is revoked by [`RepoClient::finish`].
+/// one token), and every token it got is released by [`RepoClient::finish`]:
+/// one `RevokeToken` per `GetToken`.
 pub struct RepoClient {
     /// `owner`.
     pub owner: String,
@@ -103,6 +94,7 @@ pub struct RepoClient {
     access: GitHubAccess,
     permissions: Vec<(String, String)>,
     current: Mutex<Current>,
+    /// Every token the tokenator handed this client, once per hand-out.
     used: Mutex<Vec<String>>,
 }
 
@@ -120,10 +112,7 @@ impl RepoClient {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let mut live = access.users.live.lock().await;
         let (token, current) = fetch(access, full_name, &permissions).await?;
-        *live.entry(full_name.to_string()).or_default() += 1;
-        drop(live);
         Ok(RepoClient {
             owner: owner.to_string(),
             repo: repo.to_string(),
@@ -151,10 +140,10 @@ impl RepoClient {
         let (token, fresh) = fetch(&self.access, &self.full_name, &self.permissions).await?;
         let crab = fresh.crab.clone();
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
-        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        if !used.contains(&token) {
-            used.push(token);
-        }
+        self.used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(token);
         Ok(crab)
     }
 
@@ -200,18 +189,10 @@ impl RepoClient {
         Some(limits.resources.core.remaining as u64)
     }
 
-    /// Revokes every token this client used once no other client for the
-    /// repository is live (best effort: they expire within the hour anyway).
+    /// Releases every token this client got, once per hand-out; the
+    /// tokenator revokes a token when its last holder releases it (best
+    /// effort: they expire within the hour anyway).
     pub async fn finish(self) {
-        let mut live = self.access.users.live.lock().await;
-        let remaining = live.get_mut(&self.full_name).map(|n| {
-            *n = n.saturating_sub(1);
-            *n
-        });
-        if remaining.unwrap_or(0) > 0 {
-            return;
-        }
-        live.remove(&self.full_name);
         let tokens = std::mem::take(&mut *self.used.lock().unwrap_or_else(|e| e.into_inner()));
         if let Ok(socket) = self.access.socket() {
             tokens::revoke(socket, tokens).await;
@@ -219,7 +200,8 @@ impl RepoClient {
     }
 }
 
-/// A scoped token from the tokenator and an octocrab client using it.
+/// A scoped token from the tokenator (one hold, to release with
+/// `RevokeToken`) and an octocrab client using it.
 async fn fetch(
     access: &GitHubAccess,
     full_name: &str,

@@ -49,7 +49,9 @@ pub async fn scoped_token(
         .into_inner())
 }
 
-/// Revokes `tokens` (best effort: they expire within the hour anyway).
+/// Releases `tokens`, one `RevokeToken` each (a token got twice is listed
+/// twice): the tokenator revokes a token at GitHub when its last holder
+/// releases it (best effort: they expire within the hour anyway).
 pub async fn revoke(socket: &Path, tokens: Vec<String>) {
     let Ok(mut client) = connect(socket).await else {
         tracing::warn!("could not revoke scoped tokens; they expire on their own");
