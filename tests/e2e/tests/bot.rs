@@ -4,9 +4,9 @@
 
 use github_standin::{PullFileSpec, PullSpec};
 use llm_standin::Reply;
-use penguin_test_support::{binaries::workspace_binary, deliveries, pod::Pod, GitHub, OWNER, REPO};
+use penguin_test_support::{deliveries, pod::Pod, OWNER, REPO};
 use serde_json::{json, Value};
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 async fn pod() -> Pod {
     pod_with_config(None).await
@@ -19,25 +19,7 @@ async fn pod_with_config(config: Option<&str>) -> Pod {
 
 /// …and whose installation tokens live `token_ttl`.
 async fn pod_with(config: Option<&str>, token_ttl: Duration) -> Pod {
-    let github = GitHub::start(token_ttl).await.unwrap();
-    let pod = Pod::start(
-        workspace_binary("penguin-tokenator"),
-        workspace_binary("penguin-api"),
-        github,
-        "run",
-        |env, _| {
-            let workspace = Path::new(&env["PENGUIN_WORKSPACE"]);
-            std::fs::create_dir_all(workspace.join(".penguin")).unwrap();
-            if let Some(config) = config {
-                std::fs::write(workspace.join(".penguin/config.yml"), config).unwrap();
-            }
-            env.insert(
-                "PENGUIN_PUBLIC_URL".into(),
-                "https://penguin.example".into(),
-            );
-        },
-    )
-    .await;
+    let pod = Pod::for_bot(config, token_ttl).await;
     let github = &pod.github;
     github.standin.add_issue(
         OWNER,

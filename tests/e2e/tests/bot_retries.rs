@@ -5,26 +5,14 @@
 use github_standin::Fault;
 use llm_standin::Reply;
 use penguin_api_store::{DeliveryState, Store, TaskState};
-use penguin_test_support::{binaries::workspace_binary, deliveries, pod::Pod, GitHub, OWNER, REPO};
-use std::{path::Path, time::Duration};
+use penguin_test_support::{deliveries, pod::Pod, OWNER, REPO};
+use std::time::Duration;
 
 /// Three attempts, 100 ms apart at first.
 const RETRIES: &str = "github:\n  delivery_retries: { max_attempts: 3, backoff_ms: 100 }\n";
 
 async fn pod() -> Pod {
-    let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
-    let pod = Pod::start(
-        workspace_binary("penguin-tokenator"),
-        workspace_binary("penguin-api"),
-        github,
-        "run",
-        |env, _| {
-            let workspace = Path::new(&env["PENGUIN_WORKSPACE"]);
-            std::fs::create_dir_all(workspace.join(".penguin")).unwrap();
-            std::fs::write(workspace.join(".penguin/config.yml"), RETRIES).unwrap();
-        },
-    )
-    .await;
+    let pod = Pod::for_bot(Some(RETRIES), Duration::from_secs(3600)).await;
     pod.github.standin.add_issue(
         OWNER,
         REPO,

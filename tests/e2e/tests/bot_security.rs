@@ -3,9 +3,9 @@
 
 use github_standin::{Fault, PullFileSpec, PullSpec};
 use llm_standin::Reply;
-use penguin_test_support::{binaries::workspace_binary, deliveries, pod::Pod, GitHub, OWNER, REPO};
+use penguin_test_support::{deliveries, pod::Pod, OWNER, REPO};
 use serde_json::json;
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 async fn pod_with_pull() -> Pod {
     pod_with_config("").await
@@ -13,20 +13,7 @@ async fn pod_with_pull() -> Pod {
 
 /// …with `config` as the server's `.penguin/config.yml`.
 async fn pod_with_config(config: &str) -> Pod {
-    let config = config.to_string();
-    let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
-    let pod = Pod::start(
-        workspace_binary("penguin-tokenator"),
-        workspace_binary("penguin-api"),
-        github,
-        "run",
-        |env, _| {
-            let workspace = Path::new(&env["PENGUIN_WORKSPACE"]);
-            std::fs::create_dir_all(workspace.join(".penguin")).unwrap();
-            std::fs::write(workspace.join(".penguin/config.yml"), config).unwrap();
-        },
-    )
-    .await;
+    let pod = Pod::for_bot(Some(config), Duration::from_secs(3600)).await;
     pod.github.standin.add_pull(
         OWNER,
         REPO,

@@ -63,6 +63,32 @@ impl Pod {
         }
     }
 
+    /// The pod the bot's end-to-end tests use: the workspace's binaries, a
+    /// stand-in whose installation tokens live `token_ttl`, and the server's
+    /// `.penguin/config.yml` holding `config` (when given). The api's public
+    /// URL is `https://penguin.example`.
+    pub async fn for_bot(config: Option<&str>, token_ttl: Duration) -> Pod {
+        let github = GitHub::start(token_ttl).await.unwrap();
+        Pod::start(
+            crate::binaries::workspace_binary("penguin-tokenator"),
+            crate::binaries::workspace_binary("penguin-api"),
+            github,
+            "run",
+            |env, _| {
+                let workspace = Path::new(&env["PENGUIN_WORKSPACE"]);
+                std::fs::create_dir_all(workspace.join(".penguin")).unwrap();
+                if let Some(config) = config {
+                    std::fs::write(workspace.join(".penguin/config.yml"), config).unwrap();
+                }
+                env.insert(
+                    "PENGUIN_PUBLIC_URL".into(),
+                    "https://penguin.example".into(),
+                );
+            },
+        )
+        .await
+    }
+
     /// Posts an `issue_comment` delivery signed with the api's webhook
     /// secret; the status.
     pub async fn deliver(&self, id: &str, payload: &Value) -> u16 {
