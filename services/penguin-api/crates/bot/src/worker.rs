@@ -8,6 +8,7 @@
 //! stay bounded even when the store cannot record them.
 
 use crate::{
+    config::DeliveryRetries,
     feedback::DeliveryProgress,
     stages::{self, Outcome},
     BotContext, BotError,
@@ -60,6 +61,22 @@ impl Schedule {
     fn set(&self, id: &str, attempts: u32, due: Instant) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         failures.insert(id.to_string(), (attempts, due));
+    }
+
+    /// Holds back `delivery`, whose outcome the store could not record: it
+    /// runs again after a backoff and counts as an attempt; out of attempts,
+    /// it is held until the process restarts. Returns the attempts so far.
+    fn hold_unrecorded(&self, delivery: &Delivery, retries: &DeliveryRetries) -> u32 {
+        let attempts = self.attempts(delivery) + 1;
+        let wait = if attempts >= retries.max_attempts {
+            MAX_BACKOFF * 24
+        } else {
+            Duration::from_millis(retries.backoff_ms)
+                .saturating_mul(1 << attempts.min(16))
+                .min(MAX_BACKOFF)
+        };
+        self.set(&delivery.delivery_id, attempts, Instant::now() + wait);
+        attempts
     }
 
     fn clear(&self, id: &str) {
@@ -214,19 +231,9 @@ async fn record(
     {
         Ok(()) => schedule.clear(&delivery.delivery_id),
         Err(err) => {
-            tracing::error!(%err, "cannot record the delivery's outcome");
             let retries = ctx.config.current().github.delivery_retries.clone();
-            let attempts = schedule.attempts(delivery) + 1;
-            let wait = Duration::from_millis(retries.backoff_ms)
-                .saturating_mul(1 << attempts.min(16))
-                .min(MAX_BACKOFF);
-            // Out of attempts: held until the process restarts.
-            let wait = if attempts >= retries.max_attempts {
-                MAX_BACKOFF * 24
-            } else {
-                wait
-            };
-            schedule.set(&delivery.delivery_id, attempts, Instant::now() + wait);
+            let attempts = schedule.hold_unrecorded(delivery, &retries);
+            tracing::error!(%err, attempts, "cannot record the delivery's outcome; holding it");
         }
     }
 }
@@ -243,5 +250,55 @@ async fn fail_task(ctx: &BotContext, delivery: &Delivery, note: &str) {
                 serde_json::json!({ "ok": false, "dead": true, "summary": note }),
             )
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(id: &str) -> Delivery {
+        Delivery {
+            delivery_id: id.into(),
+            event: "issue_comment".into(),
+            action: None,
+            repository: None,
+            payload: Vec::new(),
+            state: DeliveryState::Processing,
+            received_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+            note: None,
+            attempts: 0,
+            next_attempt_at: None,
+        }
+    }
+
+    /// When the store cannot record an outcome, the delivery is not rerun
+    /// every poll (posting each time): it waits, counts, and stops.
+    #[test]
+    fn an_unrecordable_delivery_is_held_back_and_runs_a_bounded_number_of_times() {
+        let schedule = Schedule::default();
+        let retries = DeliveryRetries {
+            max_attempts: 3,
+            backoff_ms: 60_000,
+        };
+        let d = delivery("d1");
+        assert!(schedule.due("d1"));
+        assert_eq!(schedule.hold_unrecorded(&d, &retries), 1);
+        assert!(!schedule.due("d1"), "held for a backoff");
+        assert!(schedule.due("d2"), "others are not held");
+        assert_eq!(schedule.hold_unrecorded(&d, &retries), 2);
+        assert_eq!(schedule.hold_unrecorded(&d, &retries), 3);
+        let held_until = schedule.failures.lock().unwrap()["d1"].1;
+        assert!(
+            held_until > Instant::now() + Duration::from_secs(23 * 3600),
+            "out of attempts"
+        );
+        // What the store remembers counts too.
+        let mut stored = delivery("d3");
+        stored.attempts = 2;
+        assert_eq!(schedule.hold_unrecorded(&stored, &retries), 3);
+        schedule.clear("d1");
+        assert!(schedule.due("d1"));
     }
 }
