@@ -197,27 +197,16 @@ async fn run_mention(
         }
     }
     if command == Command::Approve && progress.approved.is_none() {
-        let verdict = approval::authorize(
+        let approving = Approving {
             ctx,
             config,
-            client,
             m,
-            &actor,
-            &gate_target,
-            pull.head_sha.as_deref(),
-        )
-        .await?;
-        match verdict {
-            approval::Verdict::Nothing => {}
-            approval::Verdict::Approved(approved) => {
-                // Recorded before anything runs: a retry runs it without it.
-                progress.approved = Some(approved);
-                progress.save(ctx, &delivery.delivery_id).await?;
-            }
-            approval::Verdict::Refused(reason) => {
-                feedback::refuse(client, m, &reason).await?;
-                return Ok(Outcome::Done(format!("approval refused: {reason}")));
-            }
+            client,
+            approver: &actor,
+            target: &gate_target,
+        };
+        if let Some(outcome) = approve(&approving, &pull, delivery, &mut progress).await? {
+            return Ok(outcome);
         }
     }
     let run = feedback::Run {
@@ -249,6 +238,49 @@ async fn run_mention(
         outcome => {
             let summary = feedback::finish(&run, &started, &outcome).await?;
             Ok(Outcome::Done(summary))
+        }
+    }
+}
+
+/// An `approve` and who gives it, as the gate saw them.
+struct Approving<'a> {
+    ctx: &'a BotContext,
+    config: &'a ServerConfig,
+    m: &'a Mention,
+    client: &'a RepoClient,
+    approver: &'a Actor,
+    target: &'a gate::Target,
+}
+
+/// The approval stage: the request waiting on the thread is authorized and
+/// recorded with the delivery (a retry runs it without it), or the approver
+/// is told why not (`Some`).
+async fn approve(
+    a: &Approving<'_>,
+    pull: &Pull,
+    delivery: &Delivery,
+    progress: &mut DeliveryProgress,
+) -> BotResult<Option<Outcome>> {
+    let verdict = approval::authorize(
+        a.ctx,
+        a.config,
+        a.client,
+        a.m,
+        a.approver,
+        a.target,
+        pull.head_sha.as_deref(),
+    )
+    .await?;
+    match verdict {
+        approval::Verdict::Nothing => Ok(None),
+        approval::Verdict::Approved(approved) => {
+            progress.approved = Some(approved);
+            progress.save(a.ctx, &delivery.delivery_id).await?;
+            Ok(None)
+        }
+        approval::Verdict::Refused(reason) => {
+            feedback::refuse(a.client, a.m, &reason).await?;
+            Ok(Some(Outcome::Done(format!("approval refused: {reason}"))))
         }
     }
 }
