@@ -1,5 +1,6 @@
 //! `POST /api/v1/chat/message` and the WebSocket `/api/v1/chat/stream`.
 
+use super::frame;
 use crate::{
     error::{ApiError, ApiJson},
     state::AppState,
@@ -264,10 +265,6 @@ pub async fn stream(
 ) -> Result<Response, ApiError> {
     let upgrade = crate::origin::websocket(&headers, &state.settings.cors_origins, upgrade)?;
     Ok(upgrade.on_upgrade(move |socket| chat_socket(state, socket)))
-}
-
-fn frame(event: &str, data: Value) -> Message {
-    Message::Text(json!({ "event": event, "data": data }).to_string().into())
 }
 
 async fn chat_socket(state: AppState, socket: WebSocket) {

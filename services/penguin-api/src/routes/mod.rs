@@ -114,3 +114,12 @@ async fn metrics(
 pub fn docs(openapi: utoipa::openapi::OpenApi) -> Router<AppState> {
     Router::from(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
 }
+
+/// A WebSocket frame as the chat and task streams send them: `{event, data}`.
+pub(crate) fn frame(event: &str, data: serde_json::Value) -> axum::extract::ws::Message {
+    axum::extract::ws::Message::Text(
+        serde_json::json!({ "event": event, "data": data })
+            .to_string()
+            .into(),
+    )
+}

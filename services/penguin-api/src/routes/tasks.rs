@@ -1,6 +1,7 @@
 //! Tasks: run the agent synchronously or in the background, read a task's
 //! state, and watch one over a WebSocket.
 
+use super::frame;
 use crate::{
     error::{ApiError, ApiJson},
     state::AppState,
@@ -145,10 +146,6 @@ pub async fn stream(
 ) -> Result<Response, ApiError> {
     let upgrade = crate::origin::websocket(&headers, &state.settings.cors_origins, upgrade)?;
     Ok(upgrade.on_upgrade(move |socket| task_socket(state, socket)))
-}
-
-fn frame(event: &str, data: Value) -> Message {
-    Message::Text(json!({ "event": event, "data": data }).to_string().into())
 }
 
 /// Closes with 1008 (policy violation) and a reason.
