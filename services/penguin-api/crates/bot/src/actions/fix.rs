@@ -14,6 +14,7 @@ use crate::{
     config::{HookEvent, ServerConfig},
     event::Mention,
     git::{self, api_commit::FileChange, commit::Signature},
+    github_api::RepoClient,
     BotContext, BotError, BotResult,
 };
 use serde::Deserialize;
@@ -256,11 +257,7 @@ async fn fix_in(
         hook_context: &mut hook_context,
         warnings: &mut warnings,
     };
-    let sha = if fix.commit_via_api {
-        commit_via_api(ctx, config, request, &edited, &mut change).await?
-    } else {
-        commit_and_push(ctx, config, request, &mut change).await?
-    };
+    let sha = commit_and_publish(ctx, config, request, &edited, &mut change).await?;
 
     pre_hooks(config, HookEvent::PrCreate, &hook_context).await?;
     let pr = open_or_update_pr(ctx, request, &branch, &sha, &log).await?;
@@ -352,80 +349,134 @@ struct Change<'a> {
     warnings: &'a mut Vec<String>,
 }
 
-/// Commits locally as the App's bot and pushes with a fresh token.
-async fn commit_and_push(
-    ctx: &BotContext,
-    config: &ServerConfig,
-    request: &FixRequest<'_>,
-    change: &mut Change<'_>,
-) -> BotResult<String> {
-    let bot = ctx.github.bot_identity().await?;
-    pre_hooks(config, HookEvent::CommitCreate, change.hook_context).await?;
-    let by = Signature {
-        name: bot.login,
-        email: bot.email,
-    };
-    let sha =
-        git::commit::commit(change.work, git::commit::Stage::All, &by, change.message).await?;
-    change.hook_context["sha"] = json!(sha);
-    post_hooks(
-        config,
-        HookEvent::CommitCreate,
-        change.hook_context,
-        change.warnings,
-    )
-    .await;
-
-    pre_hooks(config, HookEvent::Push, change.hook_context).await?;
-    git::push::push_head(&ctx.git, request.repository, change.work, change.branch).await?;
-    post_hooks(
-        config,
-        HookEvent::Push,
-        change.hook_context,
-        change.warnings,
-    )
-    .await;
-    Ok(sha)
+/// How a fix's commit is made and published.
+enum Publisher {
+    /// A local commit as the App's bot, pushed with a fresh token.
+    Git { by: Signature },
+    /// GitHub makes and signs the commit through its Git Data API (it shows
+    /// as Verified) and the branch is moved to it.
+    Api {
+        client: Box<RepoClient>,
+        parent: String,
+        base_tree: String,
+        changes: Vec<FileChange>,
+    },
 }
 
-/// Commits through the Git Data API (GitHub signs it as the App) and points
-/// the branch at the commit; the same hooks run around both steps.
-async fn commit_via_api(
+impl Publisher {
+    /// The publisher `commit_via_api` asks for, with what it needs read
+    /// before any hook runs.
+    async fn prepare(
+        ctx: &BotContext,
+        request: &FixRequest<'_>,
+        work: &Path,
+        edited: &[String],
+        via_api: bool,
+    ) -> BotResult<Publisher> {
+        if !via_api {
+            let bot = ctx.github.bot_identity().await?;
+            return Ok(Publisher::Git {
+                by: Signature {
+                    name: bot.login,
+                    email: bot.email,
+                },
+            });
+        }
+        let (parent, base_tree) = git::commit::head(work).await?;
+        let mut changes: Vec<FileChange> = Vec::new();
+        for path in edited {
+            if changes.iter().any(|c| &c.path == path) {
+                continue;
+            }
+            let full = work.join(path);
+            let content = tokio::fs::read(&full)
+                .await
+                .map_err(|e| BotError::Io(format!("{path}: {e}")))?;
+            let executable = {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::metadata(&full).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+            };
+            changes.push(FileChange {
+                path: path.clone(),
+                content,
+                executable,
+            });
+        }
+        let client = ctx
+            .github
+            .repo(request.repository, &[("contents", "write")])
+            .await?;
+        Ok(Publisher::Api {
+            client: Box::new(client),
+            parent,
+            base_tree,
+            changes,
+        })
+    }
+
+    /// Makes the commit; its sha.
+    async fn commit(&self, change: &Change<'_>) -> BotResult<String> {
+        match self {
+            Publisher::Git { by } => {
+                Ok(
+                    git::commit::commit(change.work, git::commit::Stage::All, by, change.message)
+                        .await?,
+                )
+            }
+            Publisher::Api {
+                client,
+                parent,
+                base_tree,
+                changes,
+            } => {
+                git::api_commit::create_commit(client, parent, base_tree, changes, change.message)
+                    .await
+            }
+        }
+    }
+
+    /// Points the branch at `sha` on GitHub.
+    async fn publish(
+        &self,
+        ctx: &BotContext,
+        request: &FixRequest<'_>,
+        change: &Change<'_>,
+        sha: &str,
+    ) -> BotResult<()> {
+        match self {
+            Publisher::Git { .. } => {
+                Ok(
+                    git::push::push_head(&ctx.git, request.repository, change.work, change.branch)
+                        .await?,
+                )
+            }
+            Publisher::Api { client, .. } => {
+                git::api_commit::point_branch(client, change.branch, sha).await
+            }
+        }
+    }
+
+    async fn finish(self) {
+        if let Publisher::Api { client, .. } = self {
+            (*client).finish().await;
+        }
+    }
+}
+
+/// Commits and publishes the fix, with the `commit.create` and `push` hooks
+/// around the two steps; returns the commit's sha.
+async fn commit_and_publish(
     ctx: &BotContext,
     config: &ServerConfig,
     request: &FixRequest<'_>,
     edited: &[String],
     change: &mut Change<'_>,
 ) -> BotResult<String> {
-    let (parent, base_tree) = git::commit::head(change.work).await?;
-    let mut changes: Vec<FileChange> = Vec::new();
-    for path in edited {
-        if changes.iter().any(|c| &c.path == path) {
-            continue;
-        }
-        let full = change.work.join(path);
-        let content = tokio::fs::read(&full)
-            .await
-            .map_err(|e| BotError::Io(format!("{path}: {e}")))?;
-        let executable = {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::metadata(&full).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
-        };
-        changes.push(FileChange {
-            path: path.clone(),
-            content,
-            executable,
-        });
-    }
-    let client = ctx
-        .github
-        .repo(request.repository, &[("contents", "write")])
-        .await?;
+    let via_api = config.github.fix_tests.commit_via_api;
+    let publisher = Publisher::prepare(ctx, request, change.work, edited, via_api).await?;
     let result = async {
         pre_hooks(config, HookEvent::CommitCreate, change.hook_context).await?;
-        let sha =
-            git::api_commit::create_commit(&client, &parent, &base_tree, &changes, change.message)
-                .await?;
+        let sha = publisher.commit(change).await?;
         change.hook_context["sha"] = json!(sha);
         post_hooks(
             config,
@@ -435,7 +486,7 @@ async fn commit_via_api(
         )
         .await;
         pre_hooks(config, HookEvent::Push, change.hook_context).await?;
-        git::api_commit::point_branch(&client, change.branch, &sha).await?;
+        publisher.publish(ctx, request, change, &sha).await?;
         post_hooks(
             config,
             HookEvent::Push,
@@ -446,7 +497,7 @@ async fn commit_via_api(
         Ok(sha)
     }
     .await;
-    client.finish().await;
+    publisher.finish().await;
     result
 }
 
