@@ -68,7 +68,9 @@ pub fn incoming(listener: UnixListener) -> impl Stream<Item = io::Result<DuplexS
 /// Copies both directions between the client and the server end until either
 /// side closes.
 async fn relay_connection(client: tokio::net::UnixStream, server: DuplexStream) -> io::Result<()> {
-    let (mut client_read, mut client_write) = client.into_split();
+    let (client_read, mut client_write) = client.into_split();
+    // Frames are parsed from a buffer, not read a few bytes per syscall.
+    let mut client_read = tokio::io::BufReader::with_capacity(64 * 1024, client_read);
     let (mut server_read, mut server_write) = tokio::io::split(server);
     let upstream = async {
         let result = repair_frames(&mut client_read, &mut server_write).await;
@@ -83,9 +85,13 @@ async fn relay_connection(client: tokio::net::UnixStream, server: DuplexStream) 
     tokio::try_join!(upstream, downstream).map(|_| ())
 }
 
-/// Reads the client's preface and frames, writing them to `out` with every
-/// header block re-encoded. Ends at the client's EOF; a malformed stream ends
-/// the connection with an error (h2 would have refused it too).
+/// Reads the client's preface and frames and writes them to `out`. The first
+/// header block decides: when its `:authority` is usable (tonic, grpc-go and
+/// Kubernetes clients send `localhost`), the connection passes through
+/// untouched from there on, as the authority is a channel's setting;
+/// otherwise every header block is re-encoded with the authority repaired.
+/// Ends at the client's EOF; a malformed stream ends the connection with an
+/// error (h2 would have refused it too).
 async fn repair_frames<R, W>(input: &mut R, out: &mut W) -> io::Result<()>
 where
     R: tokio::io::AsyncRead + Unpin,
@@ -102,6 +108,8 @@ where
 
     let mut blocks = BlockCodec::new();
     let mut pending: Option<PendingBlock> = None;
+    // The frames of the first header block as they came, for pass-through.
+    let mut first_block: Option<Vec<u8>> = Some(Vec::new());
     let mut header = [0u8; 9];
     let mut payload = Vec::with_capacity(MAX_FRAME);
     loop {
@@ -117,13 +125,18 @@ where
         }
         payload.resize(length, 0);
         input.read_exact(&mut payload).await?;
+        if let (Some(raw), HEADERS | CONTINUATION) = (first_block.as_mut(), kind) {
+            raw.extend_from_slice(&header);
+            raw.extend_from_slice(&payload);
+        }
+        // A whole header block, once its last frame is in.
+        let mut complete = None;
 
         match (kind, pending.as_mut()) {
             (CONTINUATION, Some(block)) if block.stream == stream => {
                 block.push(&payload)?;
                 if flags & END_HEADERS != 0 {
-                    let block = pending.take().expect("a pending block");
-                    blocks.write(&block, out).await?;
+                    complete = pending.take();
                 }
             }
             (_, Some(_)) => return Err(invalid("header block interrupted")),
@@ -131,7 +144,7 @@ where
             (HEADERS, None) => {
                 let block = PendingBlock::from_headers(stream, flags, &payload)?;
                 if flags & END_HEADERS != 0 {
-                    blocks.write(&block, out).await?;
+                    complete = Some(block);
                 } else {
                     pending = Some(block);
                 }
@@ -144,7 +157,26 @@ where
                 out.write_all(&payload).await?;
             }
         }
+        let Some(block) = complete else {
+            continue;
+        };
+        let fields = blocks.decode(&block)?;
+        match first_block.take() {
+            Some(raw) if !needs_repair(&fields) => {
+                out.write_all(&raw).await?;
+                tokio::io::copy(input, out).await?;
+                return Ok(());
+            }
+            _ => blocks.encode_and_write(&block, fields, out).await?,
+        }
     }
+}
+
+/// Whether a header block carries an `:authority` h2 would refuse.
+fn needs_repair(fields: &[(Vec<u8>, Vec<u8>)]) -> bool {
+    fields
+        .iter()
+        .any(|(name, value)| name == b":authority" && !usable_authority(value))
 }
 
 /// A header block collected from HEADERS and CONTINUATION frames.
@@ -211,19 +243,26 @@ impl BlockCodec {
         }
     }
 
-    /// Re-encodes `block` with its `:authority` repaired and writes it as a
-    /// HEADERS frame and as many CONTINUATION frames as it needs.
-    async fn write<W: tokio::io::AsyncWrite + Unpin>(
-        &mut self,
-        block: &PendingBlock,
-        out: &mut W,
-    ) -> io::Result<()> {
+    /// The fields of `block`, decoded with the client's HPACK context.
+    fn decode(&mut self, block: &PendingBlock) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut fields: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         self.decoder
             .decode_with_cb(&block.fragment, |name, value| {
                 fields.push((name.into_owned(), value.into_owned()))
             })
             .map_err(|e| invalid(&format!("undecodable header block: {e:?}")))?;
+        Ok(fields)
+    }
+
+    /// Encodes `fields` of `block` for the server with `:authority` repaired
+    /// and writes them as a HEADERS frame and as many CONTINUATION frames as
+    /// they need.
+    async fn encode_and_write<W: tokio::io::AsyncWrite + Unpin>(
+        &mut self,
+        block: &PendingBlock,
+        mut fields: Vec<(Vec<u8>, Vec<u8>)>,
+        out: &mut W,
+    ) -> io::Result<()> {
         for (name, value) in fields.iter_mut() {
             if name == b":authority" && !usable_authority(value) {
                 *value = LOCAL_AUTHORITY.to_vec();
@@ -425,6 +464,24 @@ mod tests {
             others,
             [frame(0x4, 0, 0, &[]), frame(0x0, END_STREAM, 3, b"data")].concat()
         );
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_starts_with_a_usable_authority_passes_through_untouched() {
+        let mut encoder = Encoder::new();
+        let mut input = PREFACE.to_vec();
+        input.extend(frame(0x4, 0, 0, &[]));
+        for (stream, authority) in [(1, &b"localhost"[..]), (3, b"localhost")] {
+            let fields = request(authority);
+            let block = encoder.encode(fields.iter().map(|(n, v)| (n.as_slice(), v.as_slice())));
+            input.extend(frame(HEADERS, END_HEADERS, stream, &block));
+            input.extend(frame(0x0, END_STREAM, stream, b"\0\0\0\0\0"));
+        }
+        let mut out = Vec::new();
+        repair_frames(&mut input.as_slice(), &mut out)
+            .await
+            .unwrap();
+        assert_eq!(out, input);
     }
 
     #[tokio::test]
