@@ -200,8 +200,8 @@ impl Store {
         self.with_conn(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {DELIVERY_COLUMNS} FROM deliveries
-                 WHERE state = 'processing'
-                    OR (state = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= ?2))
+                 WHERE state IN ('queued', 'processing')
+                   AND (state = 'processing' OR next_attempt_at IS NULL OR next_attempt_at <= ?2)
                  ORDER BY received_at, rowid LIMIT ?1"
             ))?;
             let rows = stmt
