@@ -422,21 +422,7 @@ fn seed_failing_repository(pod: &Pod) {
 /// Checks the bot's branch, commit and fixed file in the bare repository
 /// and the pull request from it; returns the branch.
 fn assert_bot_branch_and_pr(pod: &Pod) -> String {
-    let bare = pod.github.bare_repo();
-    let bare_git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .arg("--git-dir")
-            .arg(&bare)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let bare_git = |args: &[&str]| pod.github.bare_git(args);
     let branch = bare_git(&[
         "for-each-ref",
         "--format=%(refname:short)",

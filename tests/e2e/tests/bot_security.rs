@@ -341,16 +341,7 @@ async fn a_pull_requests_fix_starts_from_its_head_commit() {
     // The model saw the pull request's failing test, and the bot's commit
     // sits on the pull request's head, with the contributor's file.
     assert_eq!(pod.llm.requests().len(), 1);
-    let bare = pod.github.bare_repo();
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .arg("--git-dir")
-            .arg(&bare)
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let git = |args: &[&str]| pod.github.bare_git(args);
     let branch = git(&[
         "for-each-ref",
         "--format=%(refname:short)",

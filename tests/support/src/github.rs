@@ -56,4 +56,21 @@ impl GitHub {
             .join(OWNER)
             .join(format!("{REPO}.git"))
     }
+
+    /// Runs `git` with `args` in [`GitHub::bare_repo`]; its trimmed stdout.
+    /// Panics with git's stderr when git fails.
+    pub fn bare_git(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(self.bare_repo())
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
 }
