@@ -780,24 +780,10 @@ hooks:
     assert_eq!(context["sha"].as_str().unwrap().len(), 40);
     assert!(context["branch"].as_str().unwrap().starts_with("penguin/"));
     // Nothing was pushed and no pull request opened.
-    let bare = pod
+    let refs = pod
         .github
-        .dir
-        .path()
-        .join("git")
-        .join(OWNER)
-        .join(format!("{REPO}.git"));
-    let refs = std::process::Command::new("git")
-        .arg("--git-dir")
-        .arg(&bare)
-        .args(["for-each-ref", "refs/heads/penguin/"])
-        .output()
-        .unwrap();
-    assert!(
-        refs.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&refs.stdout)
-    );
+        .bare_git(&["for-each-ref", "refs/heads/penguin/"]);
+    assert!(refs.is_empty(), "{refs}");
     assert!(pod
         .github
         .standin
