@@ -2,6 +2,7 @@
 //! matching flag (`--help` lists them), validated into [`Settings`].
 
 use penguin_config::{ConfigError, GitHubEndpoints};
+use penguin_grpc_auth::{AuthSettings, AuthVars, RawAuth};
 use penguin_telemetry::LogFormat;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -213,50 +214,15 @@ impl Timing {
     }
 }
 
-/// Where the JWKS comes from.
-#[derive(Clone, Debug)]
-pub enum JwksSource {
-    /// A file, re-read when it changes.
-    File(PathBuf),
-    /// A URL, fetched at start and refreshed.
-    Url(JwksUrl),
-}
-
-/// Where and how to fetch a JWKS.
-#[derive(Clone, Debug)]
-pub struct JwksUrl {
-    /// `https://…/openid/v1/jwks`.
-    pub url: String,
-    /// Bearer token file, re-read on every fetch (projected tokens rotate).
-    pub token_file: Option<PathBuf>,
-    /// CA bundle that replaces the public roots for this URL.
-    pub ca_file: Option<PathBuf>,
-}
-
-/// TLS for the TCP listener.
-#[derive(Clone, Debug)]
-pub struct TlsFiles {
-    /// Certificate chain.
-    pub cert: PathBuf,
-    /// Private key.
-    pub key: PathBuf,
-}
-
 /// The TCP listener's caller authentication; absent = listener off.
 #[derive(Clone, Debug)]
 pub struct TcpSettings {
     /// Listen address.
     pub addr: SocketAddr,
-    /// Keys that verify callers' JWTs.
-    pub jwks: JwksSource,
-    /// Required issuer.
-    pub issuer: String,
-    /// Required audience.
-    pub audience: String,
+    /// JWKS, issuer, audience and TLS.
+    pub auth: AuthSettings,
     /// Caller policy file.
     pub policy: PathBuf,
-    /// TLS files; `None` only with the plaintext opt-in.
-    pub tls: Option<TlsFiles>,
 }
 
 /// Validated settings.
@@ -427,89 +393,50 @@ impl Args {
     }
 
     fn tcp(&self) -> Result<(Option<TcpSettings>, Option<&'static str>), ConfigError> {
-        let jwks = match (&self.jwks_file, &self.jwks_url) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::Conflict {
-                    var: "PENGUIN_TOKENATOR_JWKS_FILE",
-                    other: "PENGUIN_TOKENATOR_JWKS_URL",
-                    why: "give the JWKS one way".into(),
-                })
-            }
-            (Some(file), None) => JwksSource::File(file.clone()),
-            (None, Some(url)) => {
-                if !(url.starts_with("https://") || url.starts_with("http://")) {
-                    return Err(ConfigError::invalid("PENGUIN_TOKENATOR_JWKS_URL", "not an http(s) URL"));
-                }
-                JwksSource::Url(JwksUrl {
-                    url: url.clone(),
-                    token_file: self.jwks_token_file.clone(),
-                    ca_file: self.jwks_ca_file.clone(),
-                })
-            }
-            (None, None) => {
-                return Ok((
-                    None,
-                    Some("no JWKS configured (PENGUIN_TOKENATOR_JWKS_FILE / PENGUIN_TOKENATOR_JWKS_URL), so TCP callers could not be authenticated"),
-                ))
-            }
+        let raw = RawAuth {
+            jwks_file: self.jwks_file.clone(),
+            jwks_url: self.jwks_url.clone(),
+            jwks_token_file: self.jwks_token_file.clone(),
+            jwks_ca_file: self.jwks_ca_file.clone(),
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            plaintext: self.grpc_plaintext,
         };
-        let issuer = self.jwt_issuer.clone().ok_or_else(|| {
-            ConfigError::missing(
-                "PENGUIN_TOKENATOR_JWT_ISSUER",
-                "callers' JWTs are checked against it",
-            )
-        })?;
-        let audience = self.jwt_audience.clone().ok_or_else(|| {
-            ConfigError::missing(
-                "PENGUIN_TOKENATOR_JWT_AUDIENCE",
-                "callers' JWTs are checked against it",
-            )
-        })?;
+        let Some(auth) = raw.validate(&AUTH_VARS)? else {
+            return Ok((
+                None,
+                Some("no JWKS configured (PENGUIN_TOKENATOR_JWKS_FILE / PENGUIN_TOKENATOR_JWKS_URL), so TCP callers could not be authenticated"),
+            ));
+        };
         let policy = self.policy_file.clone().ok_or_else(|| {
             ConfigError::missing(
                 "PENGUIN_TOKENATOR_POLICY_FILE",
                 "TCP callers are denied unless a policy allows them",
             )
         })?;
-        let tls = match (&self.tls_cert, &self.tls_key, self.grpc_plaintext) {
-            (Some(cert), Some(key), false) => Some(TlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-            }),
-            (None, None, true) => None,
-            (Some(_), Some(_), true) => {
-                return Err(ConfigError::Conflict {
-                    var: "PENGUIN_TOKENATOR_GRPC_PLAINTEXT",
-                    other: "PENGUIN_TOKENATOR_TLS_CERT",
-                    why: "choose TLS or plaintext".into(),
-                })
-            }
-            (Some(_), None, _) => {
-                return Err(ConfigError::missing("PENGUIN_TOKENATOR_TLS_KEY", "PENGUIN_TOKENATOR_TLS_CERT is set"))
-            }
-            (None, Some(_), _) => {
-                return Err(ConfigError::missing("PENGUIN_TOKENATOR_TLS_CERT", "PENGUIN_TOKENATOR_TLS_KEY is set"))
-            }
-            (None, None, false) => {
-                return Err(ConfigError::missing(
-                    "PENGUIN_TOKENATOR_TLS_CERT",
-                    "the TCP listener serves TLS; set PENGUIN_TOKENATOR_TLS_CERT and PENGUIN_TOKENATOR_TLS_KEY, or opt in to PENGUIN_TOKENATOR_GRPC_PLAINTEXT=true",
-                ))
-            }
-        };
         Ok((
             Some(TcpSettings {
                 addr: self.grpc_addr,
-                jwks,
-                issuer,
-                audience,
+                auth,
                 policy,
-                tls,
             }),
             None,
         ))
     }
 }
+
+/// The tokenator's caller-authentication variables.
+const AUTH_VARS: AuthVars = AuthVars {
+    jwks_file: "PENGUIN_TOKENATOR_JWKS_FILE",
+    jwks_url: "PENGUIN_TOKENATOR_JWKS_URL",
+    issuer: "PENGUIN_TOKENATOR_JWT_ISSUER",
+    audience: "PENGUIN_TOKENATOR_JWT_AUDIENCE",
+    tls_cert: "PENGUIN_TOKENATOR_TLS_CERT",
+    tls_key: "PENGUIN_TOKENATOR_TLS_KEY",
+    plaintext: Some("PENGUIN_TOKENATOR_GRPC_PLAINTEXT"),
+};
 
 #[cfg(test)]
 mod tests {
@@ -625,7 +552,7 @@ mod tests {
         );
         let mut plain = jwks.clone();
         plain.push("--grpc-plaintext");
-        assert!(parse(&plain).unwrap().tcp.unwrap().tls.is_none());
+        assert!(parse(&plain).unwrap().tcp.unwrap().auth.tls.is_none());
         jwks.extend(["--tls-cert", "/c.pem"]);
         assert_eq!(
             var_of(parse(&jwks).unwrap_err()),

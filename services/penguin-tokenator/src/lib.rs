@@ -10,24 +10,26 @@ pub mod config;
 pub mod git_credential;
 pub mod grpc;
 pub mod http;
-mod jwks_http;
 pub mod metrics;
 pub mod secret_file;
 
 use broker::{TokenBroker, TokenSource};
-use config::{JwksSource, Settings, SourceSettings};
+use config::{Settings, SourceSettings};
 use grpc::{
-    auth::{parse_jwks, JwksError, RemoteAuth},
+    auth::RemoteAuth,
     policy::{Policy, PolicyError},
-    tls::{self, ReloadingCert, TlsError},
     Callers, TokenGrpc,
 };
 use metrics::Metrics;
 use penguin_github::{
     AppClient, AppKey, GitHubError, GitHubHttp, HttpSettings, KeyError, RetryPolicy, ServerClock,
 };
+use penguin_grpc_auth::{
+    jwks, on_change,
+    tls::{self, ReloadingCert, TlsError},
+    JwksError, JwtVerifier,
+};
 use penguin_proto::tokenator::v1::{token_service_server::TokenServiceServer, FILE_DESCRIPTOR_SET};
-use penguin_reload::FileWatch;
 use secret_file::{keep_file, FileFormat};
 use std::{
     future::Future,
@@ -39,9 +41,6 @@ use std::{
     time::Duration,
 };
 use tokio::net::{TcpListener, UnixListener};
-
-/// How often a JWKS URL is fetched again.
-const JWKS_URL_REFRESH: Duration = Duration::from_secs(300);
 
 /// Why the tokenator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -178,24 +177,15 @@ impl Tokenator {
         let tcp = match &settings.tcp {
             None => None,
             Some(tcp) => {
-                let keys = match &tcp.jwks {
-                    JwksSource::File(path) => {
-                        let bytes = std::fs::read(path).map_err(|e| JwksError {
-                            source_name: path.display().to_string(),
-                            reason: e.to_string(),
-                        })?;
-                        parse_jwks(&path.display().to_string(), &bytes)?
-                    }
-                    JwksSource::Url(source) => fetch_jwks(source, settings.github_timeout).await?,
-                };
+                let keys = jwks::load(&tcp.auth.jwks, settings.github_timeout).await?;
                 let policy = Policy::load(&tcp.policy)?;
-                let auth = Arc::new(RemoteAuth::new(
+                let verifier = Arc::new(JwtVerifier::new(
                     keys,
-                    policy,
-                    tcp.issuer.clone(),
-                    tcp.audience.clone(),
+                    tcp.auth.issuer.clone(),
+                    tcp.auth.audience.clone(),
                 ));
-                let cert = match &tcp.tls {
+                let auth = Arc::new(RemoteAuth::new(verifier, policy));
+                let cert = match &tcp.auth.tls {
                     Some(files) => Some(Arc::new(ReloadingCert::new(tls::load_certified_key(
                         files,
                     )?))),
@@ -462,70 +452,14 @@ fn spawn_background(
             Err(err) => tracing::error!(%err, "keeping the previous caller policy"),
         },
     );
-    match &tcp_settings.jwks {
-        JwksSource::File(path) => {
-            let auth = setup.auth.clone();
-            on_change(path.clone(), move |path| {
-                match std::fs::read(path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| {
-                        parse_jwks(&path.display().to_string(), &b).map_err(|e| e.to_string())
-                    }) {
-                    Ok(keys) => {
-                        tracing::info!(path = %path.display(), "JWKS reloaded");
-                        auth.set_keys(keys);
-                    }
-                    Err(err) => tracing::error!(%err, "keeping the previous JWKS"),
-                }
-            });
-        }
-        JwksSource::Url(url) => {
-            let (auth, url, timeout) = (setup.auth.clone(), url.clone(), settings.github_timeout);
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(JWKS_URL_REFRESH).await;
-                    match fetch_jwks(&url, timeout).await {
-                        Ok(keys) => auth.set_keys(keys),
-                        Err(err) => tracing::warn!(%err, "keeping the previous JWKS"),
-                    }
-                }
-            });
-        }
+    jwks::keep_fresh(
+        &tcp_settings.auth.jwks,
+        setup.auth.verifier().clone(),
+        settings.github_timeout,
+    );
+    if let (Some(files), Some(cert)) = (&tcp_settings.auth.tls, &setup.cert) {
+        tls::keep_fresh(files, cert.clone());
     }
-    if let (Some(files), Some(cert)) = (&tcp_settings.tls, &setup.cert) {
-        for path in [files.cert.clone(), files.key.clone()] {
-            let (files, cert) = (files.clone(), cert.clone());
-            on_change(path, move |_| match tls::load_certified_key(&files) {
-                Ok(key) => {
-                    tracing::info!(cert = %files.cert.display(), "TLS certificate reloaded");
-                    cert.replace(key);
-                }
-                Err(err) => tracing::warn!(%err, "keeping the previous TLS certificate"),
-            });
-        }
-    }
-}
-
-/// Calls `reload` whenever `path`'s content changes.
-fn on_change(path: PathBuf, reload: impl Fn(&Path) + Send + 'static) {
-    let mut watch = match FileWatch::new(&path) {
-        Ok(w) => w,
-        Err(err) => {
-            tracing::error!(path = %path.display(), %err, "cannot watch file; changes need a restart");
-            return;
-        }
-    };
-    tokio::spawn(async move {
-        let mut last = std::fs::read(&path).ok();
-        loop {
-            watch.changed().await;
-            let now = std::fs::read(&path).ok();
-            if now.is_some() && now != last {
-                reload(&path);
-                last = now;
-            }
-        }
-    });
 }
 
 /// Keeps grpc.health.v1 in step with readiness.
@@ -598,44 +532,4 @@ fn bind_unix(path: &Path) -> Result<UnixListener, StartError> {
     // Same-pod callers share the volume and the uid; nobody else may connect.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
     Ok(listener)
-}
-
-async fn fetch_jwks(
-    source: &config::JwksUrl,
-    timeout: Duration,
-) -> Result<jsonwebtoken::jwk::JwkSet, JwksError> {
-    let url = source.url.as_str();
-    let err = |reason: String| JwksError {
-        source_name: url.to_string(),
-        reason,
-    };
-    if source.token_file.is_some() || source.ca_file.is_some() {
-        let body = jwks_http::fetch(source, timeout).await.map_err(err)?;
-        return parse_jwks(url, &body);
-    }
-    let (base, path) = split_url(url).ok_or_else(|| err("not an http(s) URL".into()))?;
-    let http = GitHubHttp::new(
-        HttpSettings {
-            api_url: base.to_string(),
-            timeout,
-        },
-        Arc::new(ServerClock::new()),
-    )
-    .map_err(|e| err(e.to_string()))?;
-    let response = http
-        .send(::http::Method::GET, path, penguin_github::Auth::None, None)
-        .await
-        .map_err(|e| err(e.to_string()))?;
-    if !response.status.is_success() {
-        return Err(err(format!("answered {}", response.status)));
-    }
-    parse_jwks(url, &response.body)
-}
-
-fn split_url(url: &str) -> Option<(&str, &str)> {
-    let rest_at = url.find("://")? + 3;
-    match url[rest_at..].find('/') {
-        Some(i) => Some((&url[..rest_at + i], &url[rest_at + i..])),
-        None => Some((url, "/")),
-    }
 }

@@ -13,6 +13,19 @@ pub mod tokenator {
     }
 }
 
+/// `penguin.runner.v1`: penguin-runner's job service.
+pub mod runner {
+    /// Version 1 of the job service.
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all)]
+        tonic::include_proto!("penguin.runner.v1");
+
+        /// Encoded `FileDescriptorSet` of the runner protos, for gRPC server reflection.
+        pub const FILE_DESCRIPTOR_SET: &[u8] =
+            include_bytes!(concat!(env!("OUT_DIR"), "/runner_descriptor.bin"));
+    }
+}
+
 /// A gRPC channel to a service listening on the Unix socket at `path`
 /// (the tokenator's same-pod listener).
 pub async fn connect_unix(

@@ -21,6 +21,7 @@ pub mod keys;
 pub mod load;
 pub mod pod;
 pub mod process;
+pub mod runner;
 pub mod tokenator;
 pub mod webhooks;
 

@@ -28,7 +28,21 @@ impl ServiceProcess {
         args: &[&str],
         env: &HashMap<String, String>,
     ) -> std::io::Result<Self> {
+        Self::spawn_as(binary, args, env, None)
+    }
+
+    /// Like [`ServiceProcess::spawn`], as `user` (uid, gid) when given (the
+    /// tests run as root on CI; the runner refuses root).
+    pub fn spawn_as(
+        binary: &Path,
+        args: &[&str],
+        env: &HashMap<String, String>,
+        user: Option<(u32, u32)>,
+    ) -> std::io::Result<Self> {
         let mut command = Command::new(binary);
+        if let Some((uid, gid)) = user {
+            command.uid(uid).gid(gid);
+        }
         command
             .args(args)
             .env_clear()

@@ -1,7 +1,7 @@
 //! TLS for the TCP listener, with the certificate and key reloaded from their
 //! files whenever they change (cert-manager renews them in place).
 
-use crate::config::TlsFiles;
+use crate::watch::on_change;
 use futures::Stream;
 use rustls::{
     crypto::ring::default_provider,
@@ -12,6 +12,7 @@ use rustls::{
 };
 use std::{
     io,
+    path::PathBuf,
     sync::{Arc, RwLock},
     time::Duration,
 };
@@ -19,7 +20,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{server::TlsStream, TlsAcceptor};
 use tokio_stream::wrappers::ReceiverStream;
 
-/// A TLS certificate or key that cannot be used.
+/// The certificate and key files of a TLS listener.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+}
+
+/// A TLS certificate or key that cannot be used (fix the files; a retry
+/// without a change cannot help).
 #[derive(Debug, thiserror::Error)]
 #[error("TLS files {cert} / {key} are unusable: {reason}")]
 pub struct TlsError {
@@ -124,4 +135,19 @@ pub fn incoming(
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Reloads `cert` whenever the certificate or key file changes; a pair that
+/// does not load keeps the previous certificate in force.
+pub fn keep_fresh(files: &TlsFiles, cert: Arc<ReloadingCert>) {
+    for path in [files.cert.clone(), files.key.clone()] {
+        let (files, cert) = (files.clone(), cert.clone());
+        on_change(path, move |_| match load_certified_key(&files) {
+            Ok(key) => {
+                tracing::info!(cert = %files.cert.display(), "TLS certificate reloaded");
+                cert.replace(key);
+            }
+            Err(err) => tracing::warn!(%err, "keeping the previous TLS certificate"),
+        });
+    }
 }
