@@ -109,6 +109,19 @@ pub struct Cli {
     /// Image for the docker runner.
     #[arg(long, env = "PENGUIN_RUNNER_IMAGE")]
     pub runner_image: Option<String>,
+    /// penguin-runner's address for PENGUIN_RUNNER=remote: `unix:/path` or `https://host:port`.
+    #[arg(long, env = "PENGUIN_RUNNER_ADDR")]
+    pub runner_addr: Option<String>,
+    /// Projected ServiceAccount token (audience penguin-runner) sent to an https:// runner; re-read per job.
+    #[arg(long, env = "PENGUIN_RUNNER_TOKEN_FILE")]
+    pub runner_token_file: Option<PathBuf>,
+    /// CA that signed an https:// runner's certificate.
+    #[arg(long, env = "PENGUIN_RUNNER_CA_FILE")]
+    pub runner_ca_file: Option<PathBuf>,
+    /// Allow PENGUIN_RUNNER=local on a non-loopback HOST (development only: the
+    /// command runs as this server's user, next to its secrets).
+    #[arg(long, env = "PENGUIN_ALLOW_LOCAL_RUNNER", default_value_t = false)]
+    pub allow_local_runner: bool,
     /// The tokenator's Unix socket (health reports its reachability; never readable by the agent).
     #[arg(long, env = "PENGUIN_TOKENATOR_SOCKET")]
     pub tokenator_socket: Option<PathBuf>,
@@ -176,6 +189,8 @@ pub struct Settings {
     pub runner: RunnerKind,
     /// Runner image.
     pub runner_image: Option<String>,
+    /// The remote runner, for [`RunnerKind::Remote`].
+    pub remote_runner: Option<RemoteRunnerSettings>,
     /// Tokenator socket.
     pub tokenator_socket: Option<PathBuf>,
     /// Credentials file.
@@ -211,7 +226,51 @@ impl Settings {
     }
 }
 
+/// Where penguin-runner is and how to prove who we are to it.
+#[derive(Clone, Debug)]
+pub struct RemoteRunnerSettings {
+    /// `unix:` or `https://`.
+    pub addr: penguin_runner_client::RunnerAddr,
+    /// Projected ServiceAccount token file (https only).
+    pub token_file: Option<PathBuf>,
+    /// CA of the runner's certificate (https only).
+    pub ca_file: Option<PathBuf>,
+}
+
 impl Cli {
+    fn remote_runner(&self) -> Result<Option<RemoteRunnerSettings>, ConfigError> {
+        if self.runner != RunnerKind::Remote {
+            return Ok(None);
+        }
+        let raw = self.runner_addr.as_deref().ok_or_else(|| {
+            ConfigError::missing(
+                "PENGUIN_RUNNER_ADDR",
+                "PENGUIN_RUNNER=remote sends commands to penguin-runner (unix:/path or https://host:port)",
+            )
+        })?;
+        let addr = penguin_runner_client::RunnerAddr::parse(raw)
+            .map_err(|reason| ConfigError::invalid("PENGUIN_RUNNER_ADDR", reason))?;
+        if let penguin_runner_client::RunnerAddr::Https(_) = addr {
+            if self.runner_token_file.is_none() {
+                return Err(ConfigError::missing(
+                    "PENGUIN_RUNNER_TOKEN_FILE",
+                    "an https:// runner authenticates callers with a ServiceAccount token (audience penguin-runner)",
+                ));
+            }
+            if self.runner_ca_file.is_none() {
+                return Err(ConfigError::missing(
+                    "PENGUIN_RUNNER_CA_FILE",
+                    "the runner's certificate is checked against this CA",
+                ));
+            }
+        }
+        Ok(Some(RemoteRunnerSettings {
+            addr,
+            token_file: self.runner_token_file.clone(),
+            ca_file: self.runner_ca_file.clone(),
+        }))
+    }
+
     /// Validates; errors name the variable.
     pub fn validate(&self) -> Result<Settings, ConfigError> {
         // PENGUIN_API_KEYS, or a file of keys (comma- or line-separated)
@@ -302,6 +361,17 @@ impl Cli {
                 "must be at least 1",
             ));
         }
+        if self.runner == RunnerKind::Local && !self.host.is_loopback() && !self.allow_local_runner
+        {
+            return Err(ConfigError::Conflict {
+                var: "PENGUIN_RUNNER",
+                other: "HOST",
+                why: format!(
+                    "the local runner runs repository code as this server's user, next to its secrets; with HOST={} use PENGUIN_RUNNER=remote (penguin-runner), or set PENGUIN_ALLOW_LOCAL_RUNNER=true for development only",
+                    self.host
+                ),
+            });
+        }
         if self.runner == RunnerKind::Docker && self.runner_image.is_none() {
             return Err(ConfigError::missing(
                 "PENGUIN_RUNNER_IMAGE",
@@ -339,6 +409,7 @@ impl Cli {
             config_path,
             runner: self.runner,
             runner_image: self.runner_image.clone(),
+            remote_runner: self.remote_runner()?,
             tokenator_socket: self.tokenator_socket.clone(),
             git_credentials_path: self.git_credentials_path.clone(),
             task_time_limit: Duration::from_secs(self.task_time_limit_secs.clamp(1, 3600)),

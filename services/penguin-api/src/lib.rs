@@ -93,11 +93,20 @@ impl Api {
             .cloned()
             .collect();
         let policy = Arc::new(SecurityPolicy::load(&settings.config_path, &always_denied)?);
-        let runners = RunnerFactory::new(
+        let mut runners = RunnerFactory::new(
             settings.runner,
             settings.runner_image.clone(),
             policy.clone(),
         );
+        if let Some(remote) = &settings.remote_runner {
+            let client = penguin_runner_client::RunnerClient::new(
+                &remote.addr,
+                remote.token_file.clone(),
+                remote.ca_file.as_deref(),
+            )
+            .map_err(|e| BuildError::Secret(format!("PENGUIN_RUNNER_CA_FILE: {e}")))?;
+            runners = runners.with_remote(client);
+        }
         let runner = runners.runner(settings.workspace.clone());
         let tools = Arc::new(
             ToolRegistry::new(settings.workspace.clone(), policy.clone()).with_runner(runner),

@@ -882,6 +882,65 @@ async fn cors_answers_only_listed_origins_with_credentials() {
 }
 
 #[tokio::test]
+async fn runner_settings_are_checked_and_the_local_runner_stays_on_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    for (settings, var) in [
+        // Repository code next to the server's secrets, reachable from the network: refused.
+        (&[("HOST", "0.0.0.0")][..], "PENGUIN_RUNNER"),
+        (&[("PENGUIN_RUNNER", "remote")][..], "PENGUIN_RUNNER_ADDR"),
+        (
+            &[
+                ("PENGUIN_RUNNER", "remote"),
+                ("PENGUIN_RUNNER_ADDR", "http://runner:50052"),
+            ][..],
+            "PENGUIN_RUNNER_ADDR",
+        ),
+        (
+            &[
+                ("PENGUIN_RUNNER", "remote"),
+                ("PENGUIN_RUNNER_ADDR", "https://runner:50052"),
+            ][..],
+            "PENGUIN_RUNNER_TOKEN_FILE",
+        ),
+        (
+            &[
+                ("PENGUIN_RUNNER", "remote"),
+                ("PENGUIN_RUNNER_ADDR", "https://runner:50052"),
+                (
+                    "PENGUIN_RUNNER_TOKEN_FILE",
+                    "/var/run/secrets/penguin-runner/token",
+                ),
+            ][..],
+            "PENGUIN_RUNNER_CA_FILE",
+        ),
+    ] {
+        let mut env = api::env(dir.path(), None);
+        for (name, value) in settings {
+            env.insert(name.to_string(), value.to_string());
+        }
+        let mut p = penguin_test_support::process::ServiceProcess::spawn(
+            std::path::Path::new(BIN),
+            &[],
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            p.wait_exit(Duration::from_secs(10)).await,
+            Some(64),
+            "{settings:?}: {}",
+            p.logs()
+        );
+        assert!(p.logs().contains(var), "{var}: {}", p.logs());
+    }
+    // The development opt-in is explicit.
+    let mut env = api::env(dir.path(), None);
+    env.insert("HOST".into(), "0.0.0.0".into());
+    env.insert("PORT".into(), "0".into());
+    env.insert("PENGUIN_ALLOW_LOCAL_RUNNER".into(), "true".into());
+    Api::start(BIN, env).await;
+}
+
+#[tokio::test]
 async fn malformed_origin_and_throttle_settings_exit_64_naming_the_variable() {
     let dir = tempfile::tempdir().unwrap();
     for (var, value) in [

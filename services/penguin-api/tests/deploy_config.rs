@@ -12,22 +12,48 @@ fn shipped_config() -> (PathBuf, String) {
 }
 
 #[test]
-fn the_shipped_server_config_validates_and_keeps_the_shell_away_from_the_pod() {
+fn the_shipped_server_config_enables_fix_tests_behind_approval() {
     let (path, text) = shipped_config();
     let config = penguin_bot::config::ServerConfig::load(&path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    // Commands that run repository code are off: the local runner shares the pod.
-    for writer in ["fix", "fix_tests"] {
+    for command in ["fix", "fix_tests", "review"] {
         assert!(
-            !config.github.bot.command_enabled(writer),
-            "{writer} is enabled"
+            config.github.bot.command_enabled(command),
+            "{command} is disabled"
         );
     }
-    assert!(config.github.bot.command_enabled("review"));
     let policy = penguin_agent::SecurityPolicy::from_yaml(&text, &[])
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(
-        policy.decide(penguin_agent::Capability::Shell),
-        penguin_agent::Decision::Deny
-    );
+    // A maintainer approves each write and each shell command.
+    for capability in [
+        penguin_agent::Capability::Shell,
+        penguin_agent::Capability::RepoWrite,
+    ] {
+        assert_eq!(
+            policy.decide(capability),
+            penguin_agent::Decision::Ask,
+            "{capability:?}"
+        );
+    }
+}
+
+#[test]
+fn the_shipped_api_runs_commands_in_penguin_runner_over_tls() {
+    // The command runs in the runner's Deployment, never in the api's pod.
+    let path = penguin_test_support::workspace_root().join("deploy/k8s/base/deployment.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let value_of = |name: &str| {
+        let at = text
+            .find(&format!("- name: {name}\n"))
+            .unwrap_or_else(|| panic!("{name} is not set in {}", path.display()));
+        text[at..]
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(value_of("PENGUIN_RUNNER"), "value: remote");
+    assert!(value_of("PENGUIN_RUNNER_TOKEN_FILE").contains("/var/run/secrets/penguin-runner/token"));
+    assert!(!text.contains("PENGUIN_ALLOW_LOCAL_RUNNER"));
 }

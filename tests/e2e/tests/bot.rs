@@ -4,7 +4,7 @@
 
 use github_standin::{PullFileSpec, PullSpec};
 use llm_standin::Reply;
-use penguin_test_support::{deliveries, pod::Pod, OWNER, REPO};
+use penguin_test_support::{deliveries, pod::Pod, runner::TestRunner, OWNER, REPO};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -19,7 +19,16 @@ async fn pod_with_config(config: Option<&str>) -> Pod {
 
 /// …and whose installation tokens live `token_ttl`.
 async fn pod_with(config: Option<&str>, token_ttl: Duration) -> Pod {
-    let pod = Pod::for_bot(config, token_ttl).await;
+    pod_with_env(config, token_ttl, Vec::new()).await
+}
+
+/// …with `env` added to the api's environment.
+async fn pod_with_env(
+    config: Option<&str>,
+    token_ttl: Duration,
+    env: Vec<(String, String)>,
+) -> Pod {
+    let pod = Pod::for_bot_with_env(config, token_ttl, env).await;
     let github = &pod.github;
     github.standin.add_issue(
         OWNER,
@@ -514,6 +523,56 @@ github:
         "only {git_scope_mints} git-scoped tokens minted"
     );
     assert_eq!(pod.github.standin.git_auth_failures(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_remote_runner_the_test_command_runs_in_penguin_runner() {
+    let runner = TestRunner::start(&[]).await;
+    // The command fails anywhere but in one of this runner's job directories,
+    // so the fix can only pass if the runner ran it; it also tries what the
+    // local runner could reach and must not: the tokenator's socket dir.
+    let config = format!(
+        r#"
+security:
+  capabilities: {{ repo_write: allow, shell: allow }}
+github:
+  fix_tests: {{ test_command: "case \"$PWD\" in {work}/job-*) ;; *) echo not-in-runner; exit 9;; esac; grep -q fixed status.txt", max_rounds: 3, timeout_secs: 30 }}
+"#,
+        work = runner.work_dir.display()
+    );
+    let pod = pod_with_env(
+        Some(&config),
+        Duration::from_secs(3600),
+        vec![
+            ("PENGUIN_RUNNER".into(), "remote".into()),
+            ("PENGUIN_RUNNER_ADDR".into(), runner.addr()),
+        ],
+    )
+    .await;
+    seed_failing_repository(&pod);
+    pod.llm.push_reply(Reply::Text(
+        r#"{"edits":[{"path":"status.txt","content":"fixed\n"}]}"#.into(),
+    ));
+    assert_eq!(
+        pod.deliver(
+            "fix-remote-1",
+            &deliveries::comment(1, false, "@Penguin fix tests", "octocat", "User", 9411)
+        )
+        .await,
+        200
+    );
+    pod.wait_for("the fix report", |g| {
+        g.standin
+            .comments(OWNER, REPO, 1)
+            .iter()
+            .any(|(_, body, _)| body.contains("Tests pass after my changes"))
+    })
+    .await;
+    assert_bot_branch_and_pr(&pod);
+    // Two jobs: the failing run, then the passing one.
+    let jobs = runner.process.logs().matches("job finished").count();
+    assert!(jobs >= 2, "{}", runner.process.logs());
+    assert!(!runner.process.logs().contains("not-in-runner"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

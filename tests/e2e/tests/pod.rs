@@ -3,7 +3,13 @@
 //! GitHub and model stand-ins.
 
 use llm_standin::Reply;
-use penguin_test_support::{api::KEY, binaries::workspace_binary, pod::Pod, GitHub};
+use penguin_test_support::{
+    api::KEY,
+    binaries::workspace_binary,
+    pod::Pod,
+    runner::{runner_user, TestRunner},
+    GitHub,
+};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -91,4 +97,80 @@ async fn the_api_sees_the_tokenator_and_the_agent_never_reads_its_secrets() {
         );
     }
     assert!(!answer.to_string().contains(&token));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tasks_run_command_runs_in_penguin_runner_away_from_the_pods_secrets() {
+    let runner = TestRunner::start(&[]).await;
+    let github = GitHub::start(Duration::from_secs(3600)).await.unwrap();
+    let addr = runner.addr();
+    let pod = Pod::start(
+        workspace_binary("penguin-tokenator"),
+        workspace_binary("penguin-api"),
+        github,
+        "run",
+        move |env, _| {
+            env.insert("PENGUIN_RUNNER".into(), "remote".into());
+            env.insert("PENGUIN_RUNNER_ADDR".into(), addr);
+            env.insert("PENGUIN_API_SECRET_CANARY".into(), "canary-3f9a".into());
+            let config = std::path::Path::new(&env["PENGUIN_WORKSPACE"]).join(".penguin");
+            std::fs::create_dir_all(&config).unwrap();
+            std::fs::write(
+                config.join("config.yml"),
+                "security:\n  capabilities: { shell: allow }\n",
+            )
+            .unwrap();
+        },
+    )
+    .await;
+    let credentials = pod.tokenator.credentials.display().to_string();
+    let socket = pod.run.join("tokenator.sock").display().to_string();
+    std::fs::write(
+        pod.api.env["PENGUIN_WORKSPACE"].clone() + "/hello.txt",
+        "from the workspace\n",
+    )
+    .unwrap();
+    let script = format!(
+        "echo pwd=$PWD; cat hello.txt; cat {credentials} || echo creds-refused; \
+         test -S {socket} && test -w {socket} && echo socket-open || echo socket-refused; \
+         cat /proc/{api_pid}/environ 2>/dev/null | tr '\\0' '\\n' | grep -c CANARY || echo environ-refused; echo made > out.txt",
+        api_pid = pod.api.process.pid().unwrap()
+    );
+    pod.llm.push_reply(Reply::ToolCalls(vec![(
+        "run_command".into(),
+        json!({ "command": script }),
+    )]));
+    pod.llm.push_reply(Reply::Text("done".into()));
+    let answer: Value = pod
+        .api
+        .http
+        .post(pod.api.url("/api/v1/tasks/execute-sync"))
+        .bearer_auth(KEY)
+        .json(&json!({"name": "probe", "description": "look around"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let result = answer["action_results"][0]["result"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let work = runner.work_dir.display().to_string();
+    assert!(result.contains(&format!("pwd={work}/job-")), "{answer}");
+    assert!(result.contains("from the workspace"), "{answer}");
+    // Processes on one host are kept apart by user: the runner runs as
+    // another user than the pod only when the tests run as root (as on CI);
+    // the container tests check the same from inside the runner container.
+    if runner_user().is_some() {
+        assert!(result.contains("creds-refused"), "{answer}");
+        assert!(result.contains("socket-refused"), "{answer}");
+        assert!(result.contains("environ-refused"), "{answer}");
+    }
+    assert!(!result.contains("canary-3f9a"), "{answer}");
+    // The command's file came back to the task's scratch copy, not the real workspace.
+    assert!(
+        !std::path::Path::new(&(pod.api.env["PENGUIN_WORKSPACE"].clone() + "/out.txt")).exists()
+    );
 }

@@ -68,6 +68,15 @@ impl Pod {
     /// `.penguin/config.yml` holding `config` (when given). The api's public
     /// URL is `https://penguin.example`.
     pub async fn for_bot(config: Option<&str>, token_ttl: Duration) -> Pod {
+        Pod::for_bot_with_env(config, token_ttl, Vec::new()).await
+    }
+
+    /// [`Pod::for_bot`] with `extra` api environment (a remote runner, say).
+    pub async fn for_bot_with_env(
+        config: Option<&str>,
+        token_ttl: Duration,
+        extra: Vec<(String, String)>,
+    ) -> Pod {
         let github = GitHub::start(token_ttl).await.unwrap();
         Pod::start(
             crate::binaries::workspace_binary("penguin-tokenator"),
@@ -84,6 +93,7 @@ impl Pod {
                     "PENGUIN_PUBLIC_URL".into(),
                     "https://penguin.example".into(),
                 );
+                env.extend(extra);
             },
         )
         .await

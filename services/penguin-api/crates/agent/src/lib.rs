@@ -3,11 +3,13 @@
 //! - [`config`]: the `security` section of `.penguin/config.yml` and the
 //!   [`SecurityPolicy`] every tool call goes through.
 //! - [`tools`]: the tools the model may call ([`ToolRegistry`]).
-//! - [`runner`]: where `run_command` runs ([`LocalRunner`], [`DockerRunner`]).
+//! - [`runner`]: where `run_command` runs ([`LocalRunner`], [`DockerRunner`],
+//!   and in production [`remote_runner::RemoteRunner`], in penguin-runner).
 //! - [`agent`]: the loop that drives a [`penguin_llm::ChatModel`] ([`run_agent`]).
 
 pub mod agent;
 pub mod config;
+pub mod remote_runner;
 pub mod runner;
 pub mod tools;
 

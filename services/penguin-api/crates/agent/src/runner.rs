@@ -55,6 +55,19 @@ pub enum RunnerError {
     /// Waiting for the process failed.
     #[error("error while running the command: {0}")]
     Io(String),
+    /// The remote runner is unreachable, busy or restarting (a retry can help).
+    #[error("the runner is unavailable: {0}")]
+    Unavailable(String),
+    /// The remote runner refused the job.
+    #[error("the runner refused the command: {0}")]
+    Remote(String),
+}
+
+impl RunnerError {
+    /// True when trying again later can help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, RunnerError::Unavailable(_))
+    }
 }
 
 /// Runs shell commands for the agent.
@@ -176,7 +189,7 @@ async fn supervise(
     })
 }
 
-fn short(command: &str) -> String {
+pub(crate) fn short(command: &str) -> String {
     const MAX: usize = 200;
     if command.len() <= MAX {
         return command.to_string();
@@ -192,9 +205,9 @@ fn short(command: &str) -> String {
 // LocalRunner
 // ---------------------------------------------------------------------------
 
-struct Scratch {
+pub(crate) struct Scratch {
     _dir: tempfile::TempDir,
-    work: PathBuf,
+    pub(crate) work: PathBuf,
     home: PathBuf,
 }
 
@@ -203,8 +216,11 @@ struct Scratch {
 pub enum RunnerKind {
     /// A subprocess in a scratch copy of the workspace (development, tests).
     Local,
-    /// A container from `PENGUIN_RUNNER_IMAGE` (untrusted code).
+    /// A container from `PENGUIN_RUNNER_IMAGE`, through a Docker daemon the
+    /// api can reach (`DOCKER_HOST`); the shipped images have no Docker CLI.
     Docker,
+    /// penguin-runner at `PENGUIN_RUNNER_ADDR`: the production choice.
+    Remote,
 }
 
 /// Makes the configured kind of runner for a workspace: the one place that
@@ -213,6 +229,7 @@ pub enum RunnerKind {
 pub struct RunnerFactory {
     kind: RunnerKind,
     image: Option<String>,
+    remote: Option<penguin_runner_client::RunnerClient>,
     policy: Arc<SecurityPolicy>,
 }
 
@@ -223,8 +240,25 @@ impl RunnerFactory {
         RunnerFactory {
             kind,
             image,
+            remote: None,
             policy,
         }
+    }
+
+    /// Remote runners through `client` (for [`RunnerKind::Remote`]).
+    pub fn with_remote(mut self, client: penguin_runner_client::RunnerClient) -> Self {
+        self.remote = Some(client);
+        self
+    }
+
+    /// The kind of runner made.
+    pub fn kind(&self) -> RunnerKind {
+        self.kind
+    }
+
+    /// The remote runner's client, when commands run remotely.
+    pub fn remote_client(&self) -> Option<&penguin_runner_client::RunnerClient> {
+        self.remote.as_ref()
     }
 
     /// A runner for commands in `workspace`.
@@ -235,7 +269,32 @@ impl RunnerFactory {
                 self.image.clone().unwrap_or_default(),
                 workspace,
             )),
+            RunnerKind::Remote => match &self.remote {
+                Some(client) => Arc::new(crate::remote_runner::RemoteRunner::new(
+                    client.clone(),
+                    workspace,
+                    self.policy.clone(),
+                )),
+                None => Arc::new(Unconfigured),
+            },
         }
+    }
+}
+
+/// `PENGUIN_RUNNER=remote` without a client: every command is refused with
+/// the reason (settings validation makes this unreachable in the server).
+struct Unconfigured;
+
+#[async_trait::async_trait]
+impl CommandRunner for Unconfigured {
+    async fn run(&self, _: &str, _: Duration) -> Result<CommandOutput, RunnerError> {
+        Err(RunnerError::Config(
+            "PENGUIN_RUNNER=remote needs PENGUIN_RUNNER_ADDR".into(),
+        ))
+    }
+
+    fn name(&self) -> &str {
+        "remote"
     }
 }
 
@@ -287,7 +346,10 @@ impl LocalRunner {
     }
 }
 
-fn make_scratch(workspace: &Path, policy: &SecurityPolicy) -> Result<Scratch, RunnerError> {
+pub(crate) fn make_scratch(
+    workspace: &Path,
+    policy: &SecurityPolicy,
+) -> Result<Scratch, RunnerError> {
     let err = |e: std::io::Error| RunnerError::Workspace(e.to_string());
     let workspace = std::fs::canonicalize(workspace).map_err(err)?;
     let dir = tempfile::Builder::new()

@@ -49,6 +49,14 @@ pub enum BotError {
     /// Local disk or process trouble (work directories, hooks).
     #[error("{0}")]
     Io(String),
+    /// penguin-runner could not run the test command.
+    #[error("runner: {message}")]
+    Runner {
+        /// What went wrong.
+        message: String,
+        /// The runner was unreachable, busy or restarting (not a refusal).
+        unavailable: bool,
+    },
 }
 
 impl BotError {
@@ -61,7 +69,9 @@ impl BotError {
     pub fn is_transient(&self) -> bool {
         match self {
             BotError::GitHub(e) => e.is_transient(),
-            BotError::Tokenator { unavailable, .. } => *unavailable,
+            BotError::Tokenator { unavailable, .. } | BotError::Runner { unavailable, .. } => {
+                *unavailable
+            }
             BotError::Store(e) => matches!(e, StoreError::Db(_) | StoreError::Io(_)),
             BotError::Model(e) => match e {
                 LlmError::Upstream { status, .. } => *status == 429 || *status >= 500,

@@ -514,7 +514,16 @@ async fn run_tests(
         .runner(work.to_path_buf())
         .run(command, timeout)
         .await
-        .map_err(|e| BotError::Failed(format!("the test command could not run: {e}")))?;
+        .map_err(|e| {
+            if e.is_transient() {
+                BotError::Runner {
+                    message: e.to_string(),
+                    unavailable: true,
+                }
+            } else {
+                BotError::Failed(format!("the test command could not run: {e}"))
+            }
+        })?;
     let combined = format!("{}\n{}", output.stdout, output.stderr);
     Ok((output.exit_code == Some(0) && !output.timed_out, combined))
 }
