@@ -25,7 +25,6 @@ use std::{
     future::Future,
     io,
     net::SocketAddr,
-    os::unix::fs::{FileTypeExt, PermissionsExt},
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -283,28 +282,12 @@ fn clear_stale_jobs(work_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Binds the Unix socket (mode 0660: the runner's group may connect),
-/// replacing a stale socket file a previous run left.
+/// Binds the Unix socket (mode 0660: same-pod callers share the volume and
+/// the group; nobody else may connect).
 fn bind_unix(path: &Path) -> Result<UnixListener, StartError> {
-    let err = |source| StartError::Bind {
+    penguin_grpc_auth::unix::bind(path, 0o660).map_err(|source| StartError::Bind {
         what: "Unix socket",
         addr: path.display().to_string(),
         source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path).map_err(err)?,
-        Ok(_) => {
-            return Err(err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "a file that is not a socket is in the way",
-            )))
-        }
-        Err(_) => {}
-    }
-    let listener = UnixListener::bind(path).map_err(err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
-    Ok(listener)
+    })
 }

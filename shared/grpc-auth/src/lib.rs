@@ -8,11 +8,13 @@
 //! - [`jwks`]: loading and refreshing the keys.
 //! - [`jwt`]: verifying a caller's bearer token.
 //! - [`tls`]: the TLS listener.
+//! - [`unix`]: the same-host Unix socket listener.
 
 pub mod jwks;
 pub mod jwt;
 pub mod settings;
 pub mod tls;
+pub mod unix;
 mod watch;
 
 pub use jwks::{JwksError, JwksSource, JwksUrl};

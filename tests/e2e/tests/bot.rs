@@ -428,6 +428,39 @@ fn seed_failing_repository(pod: &Pod) {
     pod.push_to_main(&[("status.txt", "broken\n")]);
 }
 
+/// Seeds the failing repository, scripts the model's fix, asks for
+/// `fix tests` on issue 1 (delivery `id`, comment `comment_id`), waits for
+/// the report and checks the branch and pull request.
+async fn fix_the_failing_repository(pod: &Pod, id: &str, comment_id: u64) {
+    seed_failing_repository(pod);
+    pod.llm.push_reply(Reply::Text(
+        r#"{"edits":[{"path":"status.txt","content":"fixed\n"}]}"#.into(),
+    ));
+    assert_eq!(
+        pod.deliver(
+            id,
+            &deliveries::comment(
+                1,
+                false,
+                "@Penguin fix tests",
+                "octocat",
+                "User",
+                comment_id
+            )
+        )
+        .await,
+        200
+    );
+    pod.wait_for("the fix report", |g| {
+        g.standin
+            .comments(OWNER, REPO, 1)
+            .iter()
+            .any(|(_, body, _)| body.contains("Tests pass after my changes"))
+    })
+    .await;
+    assert_bot_branch_and_pr(pod);
+}
+
 /// Checks the bot's branch, commit and fixed file in the bare repository
 /// and the pull request from it; returns the branch.
 fn assert_bot_branch_and_pr(pod: &Pod) -> String {
@@ -481,26 +514,7 @@ github:
 "#;
     // Tokens live three seconds: several rotations happen during the run.
     let pod = pod_with(Some(config), Duration::from_secs(3)).await;
-    seed_failing_repository(&pod);
-    pod.llm.push_reply(Reply::Text(
-        r#"{"edits":[{"path":"status.txt","content":"fixed\n"}]}"#.into(),
-    ));
-    assert_eq!(
-        pod.deliver(
-            "fix-1",
-            &deliveries::comment(1, false, "@Penguin fix tests", "octocat", "User", 9401)
-        )
-        .await,
-        200
-    );
-    pod.wait_for("the fix report", |g| {
-        g.standin
-            .comments(OWNER, REPO, 1)
-            .iter()
-            .any(|(_, body, _)| body.contains("Tests pass after my changes"))
-    })
-    .await;
-    assert_bot_branch_and_pr(&pod);
+    fix_the_failing_repository(&pod, "fix-1", 9401).await;
     // Clone and push were more than a token lifetime apart (two ~2 s test
     // rounds against 3 s tokens): the push needed a newer git token, asked
     // for fresh, and no git request was refused.
@@ -549,26 +563,7 @@ github:
         ],
     )
     .await;
-    seed_failing_repository(&pod);
-    pod.llm.push_reply(Reply::Text(
-        r#"{"edits":[{"path":"status.txt","content":"fixed\n"}]}"#.into(),
-    ));
-    assert_eq!(
-        pod.deliver(
-            "fix-remote-1",
-            &deliveries::comment(1, false, "@Penguin fix tests", "octocat", "User", 9411)
-        )
-        .await,
-        200
-    );
-    pod.wait_for("the fix report", |g| {
-        g.standin
-            .comments(OWNER, REPO, 1)
-            .iter()
-            .any(|(_, body, _)| body.contains("Tests pass after my changes"))
-    })
-    .await;
-    assert_bot_branch_and_pr(&pod);
+    fix_the_failing_repository(&pod, "fix-remote-1", 9411).await;
     // Two jobs: the failing run, then the passing one.
     let jobs = runner.process.logs().matches("job finished").count();
     assert!(jobs >= 2, "{}", runner.process.logs());

@@ -7,7 +7,7 @@
 
 use crate::{
     config::SecurityPolicy,
-    runner::{make_scratch, short, CommandOutput, CommandRunner, RunnerError, Scratch},
+    runner::{scratch_once, short, CommandOutput, CommandRunner, RunnerError, Scratch},
     MAX_OUTPUT_BYTES,
 };
 use penguin_runner_client::{workspace, ClientError, Job, RunnerClient};
@@ -33,17 +33,7 @@ impl RemoteRunner {
     }
 
     async fn scratch(&self) -> Result<&Scratch, RunnerError> {
-        self.scratch
-            .get_or_try_init(|| {
-                let workspace = self.workspace.clone();
-                let policy = self.policy.clone();
-                async move {
-                    tokio::task::spawn_blocking(move || make_scratch(&workspace, &policy))
-                        .await
-                        .map_err(|e| RunnerError::Workspace(e.to_string()))?
-                }
-            })
-            .await
+        scratch_once(&self.scratch, &self.workspace, &self.policy).await
     }
 }
 

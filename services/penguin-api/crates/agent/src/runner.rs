@@ -332,24 +332,29 @@ impl LocalRunner {
     }
 
     async fn scratch(&self) -> Result<&Scratch, RunnerError> {
-        self.scratch
-            .get_or_try_init(|| {
-                let workspace = self.workspace.clone();
-                let policy = self.policy.clone();
-                async move {
-                    tokio::task::spawn_blocking(move || make_scratch(&workspace, &policy))
-                        .await
-                        .map_err(|e| RunnerError::Workspace(e.to_string()))?
-                }
-            })
-            .await
+        scratch_once(&self.scratch, &self.workspace, &self.policy).await
     }
 }
 
-pub(crate) fn make_scratch(
+/// The scratch copy in `cell`, made on first use (on a blocking thread).
+pub(crate) async fn scratch_once<'a>(
+    cell: &'a tokio::sync::OnceCell<Scratch>,
     workspace: &Path,
-    policy: &SecurityPolicy,
-) -> Result<Scratch, RunnerError> {
+    policy: &Arc<SecurityPolicy>,
+) -> Result<&'a Scratch, RunnerError> {
+    cell.get_or_try_init(|| {
+        let workspace = workspace.to_path_buf();
+        let policy = policy.clone();
+        async move {
+            tokio::task::spawn_blocking(move || make_scratch(&workspace, &policy))
+                .await
+                .map_err(|e| RunnerError::Workspace(e.to_string()))?
+        }
+    })
+    .await
+}
+
+fn make_scratch(workspace: &Path, policy: &SecurityPolicy) -> Result<Scratch, RunnerError> {
     let err = |e: std::io::Error| RunnerError::Workspace(e.to_string());
     let workspace = std::fs::canonicalize(workspace).map_err(err)?;
     let dir = tempfile::Builder::new()
