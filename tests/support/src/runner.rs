@@ -4,7 +4,11 @@
 
 use crate::{binaries::workspace_binary, process::ServiceProcess};
 use penguin_runner_client::{RunnerAddr, RunnerClient};
-use std::{collections::HashMap, path::PathBuf, time::Duration};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 /// The user jobs run as when the tests run as root: `nobody`.
 pub const UNPRIVILEGED: (u32, u32) = (65534, 65534);
@@ -13,6 +17,40 @@ pub const UNPRIVILEGED: (u32, u32) = (65534, 65534);
 pub fn runner_user() -> Option<(u32, u32)> {
     // SAFETY: geteuid has no preconditions.
     (unsafe { libc::geteuid() } == 0).then_some(UNPRIVILEGED)
+}
+
+/// A copy of `binary` that `nobody` can execute: the checkout may sit under
+/// a directory only root can enter (`/root`). Keyed by size and mtime, made
+/// atomically, shared by every test process.
+fn reachable_copy(binary: &Path) -> PathBuf {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(binary).expect("the runner binary");
+    let dir = std::env::temp_dir().join("penguin-runner-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = dir.join(format!(
+        "penguin-runner-{}-{}",
+        meta.len(),
+        meta.mtime_nsec() ^ meta.mtime()
+    ));
+    if !copy.exists() {
+        let partial = dir.join(format!(".partial-{}", std::process::id()));
+        std::fs::copy(binary, &partial).unwrap();
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&partial, &copy).unwrap();
+        // Copies of older builds (a running one keeps its unlinked file).
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            if entry.path() != copy
+                && entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("penguin-runner-")
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    copy
 }
 
 /// A running penguin-runner.
@@ -59,9 +97,12 @@ impl TestRunner {
         for (name, value) in env {
             vars.insert(name.to_string(), value.clone());
         }
+        let binary = match user {
+            Some(_) => reachable_copy(&workspace_binary("penguin-runner")),
+            None => workspace_binary("penguin-runner"),
+        };
         let process =
-            ServiceProcess::spawn_as(&workspace_binary("penguin-runner"), &[], &vars, user)
-                .expect("start penguin-runner");
+            ServiceProcess::spawn_as(&binary, &[], &vars, user).expect("start penguin-runner");
         process
             .wait_for_log("gRPC listening on Unix socket", Duration::from_secs(20))
             .await
