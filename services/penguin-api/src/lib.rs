@@ -107,6 +107,7 @@ impl Api {
             .map_err(|e| BuildError::Secret(format!("PENGUIN_RUNNER_CA_FILE: {e}")))?;
             runners = runners.with_remote(client);
         }
+        let remote_runner = runners.remote_client().cloned();
         let runner = runners.runner(settings.workspace.clone());
         let tools = Arc::new(
             ToolRegistry::new(settings.workspace.clone(), policy.clone()).with_runner(runner),
@@ -204,11 +205,14 @@ impl Api {
                 settings.api_keys.clone(),
                 settings.auth_failures_per_minute,
             )),
-            health: Arc::new(readings::HealthReadings::new(
-                store.clone(),
-                settings.tokenator_socket.clone(),
-                started,
-            )),
+            health: Arc::new(
+                readings::HealthReadings::new(
+                    store.clone(),
+                    settings.tokenator_socket.clone(),
+                    started,
+                )
+                .with_runner(remote_runner),
+            ),
             settings: Arc::new(settings),
             store,
             model,

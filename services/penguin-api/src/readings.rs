@@ -1,5 +1,5 @@
 //! The slow part of a health answer, cached for a second: storage, the
-//! process's resources and the tokenator. Probes and load balancers may call
+//! process's resources, the tokenator and the remote runner. Probes and load balancers may call
 //! `/health` thousands of times a second.
 
 use penguin_api_store::Store;
@@ -24,12 +24,15 @@ pub struct Readings {
     pub process: ProcessUsage,
     /// The tokenator's component entry, when one is configured.
     pub tokenator: Option<Value>,
+    /// The remote runner's component entry, when commands run remotely.
+    pub runner: Option<Value>,
 }
 
 /// Takes readings, at most once a second.
 pub struct HealthReadings {
     store: Store,
     tokenator_socket: Option<PathBuf>,
+    runner: Option<penguin_runner_client::RunnerClient>,
     started: Instant,
     cache: Mutex<Option<Readings>>,
     /// CPU sample for `cpu_percent`: (wall instant, CPU seconds).
@@ -43,10 +46,17 @@ impl HealthReadings {
         HealthReadings {
             store,
             tokenator_socket,
+            runner: None,
             started,
             cache: Mutex::new(None),
             cpu_sample: Mutex::new(None),
         }
+    }
+
+    /// Also reads the health of the remote runner behind `client`.
+    pub fn with_runner(mut self, client: Option<penguin_runner_client::RunnerClient>) -> Self {
+        self.runner = client;
+        self
     }
 
     /// Readings at most a second old.
@@ -61,11 +71,24 @@ impl HealthReadings {
             Some(socket) => Some(tokenator_component(socket).await),
             None => None,
         };
+        let runner = match &self.runner {
+            Some(client) => {
+                let serving = tokio::time::timeout(Duration::from_secs(2), client.is_serving())
+                    .await
+                    .unwrap_or(false);
+                Some(json!({
+                    "status": if serving { "serving" } else { "unreachable" },
+                    "kind": "remote",
+                }))
+            }
+            None => None,
+        };
         let fresh = Readings {
             at: Instant::now(),
             storage_ok,
             process: ProcessUsage::read(self.cpu_percent()),
             tokenator,
+            runner,
         };
         *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh.clone());
         fresh

@@ -123,6 +123,21 @@ async fn a_tasks_run_command_runs_in_penguin_runner_away_from_the_pods_secrets()
         },
     )
     .await;
+    let health: Value = pod
+        .api
+        .http
+        .get(pod.api.url("/api/v1/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        health["components"]["runner"],
+        json!({"kind": "remote", "status": "serving"}),
+        "{health}"
+    );
     let credentials = pod.tokenator.credentials.display().to_string();
     let socket = pod.run.join("tokenator.sock").display().to_string();
     std::fs::write(

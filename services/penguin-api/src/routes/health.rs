@@ -36,6 +36,7 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
         storage_ok,
         process,
         tokenator,
+        runner,
         ..
     } = state.health.current().await;
     let (max, active) = (state.tasks.max(), state.tasks.active());
@@ -57,6 +58,11 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
     if let Some(tokenator) = tokenator {
         components["tokenator"] = tokenator;
     }
+    // Where repository code runs: the remote runner's reachability, or the
+    // development runners by name.
+    components["runner"] = runner.unwrap_or_else(
+        || json!({ "kind": format!("{:?}", state.settings.runner).to_lowercase() }),
+    );
     Json(Health {
         status,
         timestamp: Utc::now().to_rfc3339(),
