@@ -75,15 +75,18 @@ pub enum Capability {
     Shell,
     /// Reach the network.
     Network,
+    /// Change CI workflows (`.github/workflows/**`), on top of `repo_write`.
+    Workflows,
 }
 
 impl Capability {
-    /// `repo_write`, `shell` or `network`.
+    /// `repo_write`, `shell`, `network` or `workflows`.
     pub fn as_str(self) -> &'static str {
         match self {
             Capability::RepoWrite => "repo_write",
             Capability::Shell => "shell",
             Capability::Network => "network",
+            Capability::Workflows => "workflows",
         }
     }
 }
@@ -104,6 +107,9 @@ pub struct Capabilities {
     pub shell: Decision,
     /// Network access (default `deny`).
     pub network: Decision,
+    /// Changing `.github/workflows/**` (default `deny`): a workflow runs
+    /// with the repository's secrets, so it needs its own say-so.
+    pub workflows: Decision,
 }
 
 impl Default for Capabilities {
@@ -112,6 +118,7 @@ impl Default for Capabilities {
             repo_write: Decision::Ask,
             shell: Decision::Ask,
             network: Decision::Deny,
+            workflows: Decision::Deny,
         }
     }
 }
@@ -324,9 +331,13 @@ impl SecurityPolicy {
             Capability::RepoWrite => self.capabilities.repo_write,
             Capability::Shell => self.capabilities.shell,
             Capability::Network => self.capabilities.network,
+            Capability::Workflows => self.capabilities.workflows,
         };
         let decision = match (cap, self.mode, configured) {
             (Capability::Network, _, d) => d,
+            // Only ever what is configured (a workflow edit is never implied).
+            (Capability::Workflows, Mode::ReadOnly, _) => Decision::Deny,
+            (Capability::Workflows, _, d) => d,
             (_, Mode::ReadOnly, _) => Decision::Deny,
             (_, Mode::Full, Decision::Ask) => Decision::Allow,
             (_, _, d) => d,

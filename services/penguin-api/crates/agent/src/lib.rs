@@ -25,4 +25,7 @@ pub use runner::{
     docker_run_args, CommandOutput, CommandRunner, DockerRunner, LocalRunner, RunnerError,
     RunnerFactory, RunnerKind, MAX_OUTPUT_BYTES,
 };
-pub use tools::{ActionResult, ActionStatus, ToolRegistry, MAX_LIST_ENTRIES, MAX_READ_BYTES};
+pub use tools::{
+    is_workflow, ActionResult, ActionStatus, ToolRegistry, MAX_LIST_ENTRIES, MAX_READ_BYTES,
+    READ_WINDOW_LINES,
+};

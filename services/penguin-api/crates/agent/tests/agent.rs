@@ -218,7 +218,18 @@ async fn tool_result_is_fed_back_then_final_text() {
     let first = &requests[0];
     assert_eq!(first.model, "fake-1");
     let tool_names: Vec<&str> = first.tools.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(tool_names, ["list_files", "read_file"]);
+    assert_eq!(
+        tool_names,
+        [
+            "list_files",
+            "read_file",
+            "search",
+            "edit_file",
+            "create_file",
+            "delete_file",
+            "finish"
+        ]
+    );
     assert_eq!(first.messages.len(), 4);
     assert_eq!(first.messages[0].role, Role::System);
     assert!(first.messages[0].content.contains("read_file"));

@@ -19,6 +19,7 @@ fn policy(mode: Mode, repo_write: Decision, shell: Decision, network: Decision) 
             repo_write,
             shell,
             network,
+            workflows: Decision::Deny,
         },
         &[],
         &[],
@@ -78,7 +79,8 @@ fn full_example_parses() {
         Capabilities {
             repo_write: Decision::Deny,
             shell: Decision::Allow,
-            network: Decision::Ask
+            network: Decision::Ask,
+            workflows: Decision::Deny,
         }
     );
     assert_eq!(

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use penguin_agent::{
     ActionResult, ActionStatus, Capabilities, CommandOutput, CommandRunner, Decision, Mode,
-    RunnerError, SecurityPolicy, ToolRegistry, MAX_LIST_ENTRIES, MAX_READ_BYTES,
+    RunnerError, SecurityPolicy, ToolRegistry, MAX_LIST_ENTRIES, MAX_READ_BYTES, READ_WINDOW_LINES,
 };
 use penguin_llm::ToolCall;
 use std::sync::{Arc, Mutex};
@@ -94,12 +94,19 @@ fn assert_status(result: &ActionResult, status: ActionStatus) {
 async fn specs_describe_the_tools() {
     let ws = workspace();
     let names = |r: &ToolRegistry| r.specs().into_iter().map(|s| s.name).collect::<Vec<_>>();
-    assert_eq!(names(&registry(&ws)), ["list_files", "read_file"]);
+    let readers = ["list_files", "read_file", "search"];
+    let writers = ["edit_file", "create_file", "delete_file"];
+    let expected = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut all: Vec<&'static str> = readers.to_vec();
+        all.extend_from_slice(extra);
+        all.push("finish");
+        all
+    };
+    assert_eq!(names(&registry(&ws)), expected(&writers));
     let with_runner = registry(&ws).with_runner(FakeRunner::new(Some(0), false));
-    assert_eq!(
-        names(&with_runner),
-        ["list_files", "read_file", "run_command"]
-    );
+    let mut writers_and_shell = writers.to_vec();
+    writers_and_shell.push("run_command");
+    assert_eq!(names(&with_runner), expected(&writers_and_shell));
     for spec in with_runner.specs() {
         assert_eq!(spec.parameters["type"], "object", "{}", spec.name);
     }
@@ -108,7 +115,13 @@ async fn specs_describe_the_tools() {
     // Not offered when the shell is denied.
     let denied = ToolRegistry::new(ws.path().into(), with_shell(Decision::Deny, Mode::Full))
         .with_runner(FakeRunner::new(Some(0), false));
-    assert_eq!(names(&denied), ["list_files", "read_file"]);
+    assert_eq!(names(&denied), expected(&writers));
+    // Nothing that writes when repository writes are denied.
+    let read_only = ToolRegistry::new(
+        ws.path().into(),
+        Arc::new(SecurityPolicy::build(Mode::ReadOnly, Capabilities::default(), &[], &[]).unwrap()),
+    );
+    assert_eq!(names(&read_only), expected(&[]));
 }
 
 #[tokio::test]
@@ -183,35 +196,225 @@ async fn read_file_reads_text() {
         .call(&call("read_file", r#"{"path": "src/main.rs"}"#))
         .await;
     assert_status(&result, ActionStatus::Completed);
-    assert_eq!(result.result, "fn main() {}\n");
+    assert_eq!(result.result, "     1\tfn main() {}\n");
     assert_eq!(result.action, "read_file src/main.rs");
 }
 
 #[tokio::test]
-async fn read_file_truncates_large_files() {
+async fn read_file_pages_through_large_files_by_line() {
     let ws = workspace();
-    // A multi-byte character straddles the cap.
-    let mut text = "a".repeat(MAX_READ_BYTES - 1);
-    text.push('é');
-    text.push_str(&"b".repeat(1000));
+    let text: String = (1..=1000).map(|n| format!("line {n}\n")).collect();
     std::fs::write(ws.path().join("big.txt"), &text).unwrap();
-    let result = registry(&ws)
-        .call(&call("read_file", r#"{"path": "big.txt"}"#))
+    let r = registry(&ws);
+    let first = r.call(&call("read_file", r#"{"path": "big.txt"}"#)).await;
+    assert_status(&first, ActionStatus::Completed);
+    assert!(
+        first.result.starts_with("     1\tline 1\n"),
+        "{}",
+        first.result
+    );
+    assert!(
+        first.result.ends_with(&format!(
+            "[lines 1-{READ_WINDOW_LINES} of 1000; read on with start_line={}]\n",
+            READ_WINDOW_LINES + 1
+        )),
+        "{}",
+        first.result
+    );
+    let range = r
+        .call(&call(
+            "read_file",
+            r#"{"path": "big.txt", "start_line": 998, "end_line": 2000}"#,
+        ))
         .await;
-    assert_status(&result, ActionStatus::Completed);
-    assert!(result.result.ends_with("\n[truncated]"));
     assert_eq!(
-        result.result,
-        format!("{}\n[truncated]", "a".repeat(MAX_READ_BYTES - 1))
+        range.result,
+        "   998\tline 998\n   999\tline 999\n  1000\tline 1000\n[lines 998-1000 of 1000: end of file]\n"
+    );
+    let past = r
+        .call(&call(
+            "read_file",
+            r#"{"path": "big.txt", "start_line": 1001}"#,
+        ))
+        .await;
+    assert_status(&past, ActionStatus::Error);
+    assert!(past.result.contains("1000 lines"), "{}", past.result);
+
+    // Long lines: the byte cap ends the page early and says where to go on.
+    let wide: String = (1..=100).map(|_| "x".repeat(2000) + "\n").collect();
+    std::fs::write(ws.path().join("wide.txt"), &wide).unwrap();
+    let page = r.call(&call("read_file", r#"{"path": "wide.txt"}"#)).await;
+    assert!(page.result.len() <= MAX_READ_BYTES + 100);
+    assert!(
+        page.result.contains("read on with start_line="),
+        "{}",
+        &page.result[page.result.len() - 80..]
+    );
+}
+
+#[tokio::test]
+async fn search_finds_matches_with_context_and_skips_denied_and_ignored_files() {
+    let ws = workspace();
+    let root = ws.path();
+    std::fs::write(root.join(".gitignore"), "target/\n").unwrap();
+    std::fs::create_dir_all(root.join("target")).unwrap();
+    std::fs::write(root.join("target/gen.rs"), "fn main() { generated }\n").unwrap();
+    std::fs::write(root.join(".env"), "fn main() = TOKEN\n").unwrap();
+    std::fs::write(
+        root.join("src/lib.rs"),
+        "// one\n// two\nfn helper() {}\n// four\n",
+    )
+    .unwrap();
+    let r = registry(&ws);
+    let found = r
+        .call(&call(
+            "search",
+            r#"{"pattern": "fn \\w+\\(", "context": 1}"#,
+        ))
+        .await;
+    assert_status(&found, ActionStatus::Completed);
+    assert!(
+        found.result.contains("src/main.rs:1: fn main() {}"),
+        "{}",
+        found.result
+    );
+    assert!(
+        found.result.contains("src/lib.rs-2- // two"),
+        "{}",
+        found.result
+    );
+    assert!(
+        found.result.contains("src/lib.rs:3: fn helper() {}"),
+        "{}",
+        found.result
+    );
+    assert!(!found.result.contains("target/"), "{}", found.result);
+    assert!(!found.result.contains(".env"), "{}", found.result);
+    assert!(
+        found.result.contains("[2 matches in 2 files]"),
+        "{}",
+        found.result
     );
 
-    // Exactly at the cap: not truncated.
-    std::fs::write(ws.path().join("exact.txt"), "c".repeat(MAX_READ_BYTES)).unwrap();
-    let result = registry(&ws)
-        .call(&call("read_file", r#"{"path": "exact.txt"}"#))
+    let globbed = r
+        .call(&call(
+            "search",
+            r#"{"pattern": "fn", "glob": "src/*.rs", "context": 0}"#,
+        ))
         .await;
-    assert_eq!(result.result.len(), MAX_READ_BYTES);
-    assert!(!result.result.contains("[truncated]"));
+    assert!(
+        globbed.result.contains("src/lib.rs:3:"),
+        "{}",
+        globbed.result
+    );
+    let none = r
+        .call(&call("search", r#"{"pattern": "nowhere_at_all"}"#))
+        .await;
+    assert!(none.result.starts_with("no matches"), "{}", none.result);
+    let bad = r.call(&call("search", r#"{"pattern": "("}"#)).await;
+    assert_status(&bad, ActionStatus::Error);
+    assert!(bad.result.contains("regular expression"), "{}", bad.result);
+    let denied = r
+        .call(&call("search", r#"{"pattern": "x", "path": ".git"}"#))
+        .await;
+    assert_status(&denied, ActionStatus::Denied);
+
+    let listed = r.call(&call("list_files", r#"{"glob": "**/*.rs"}"#)).await;
+    assert_eq!(listed.result, "src/lib.rs\nsrc/main.rs");
+}
+
+fn writer(ws: &tempfile::TempDir, capabilities: Capabilities) -> ToolRegistry {
+    ToolRegistry::new(
+        ws.path().to_path_buf(),
+        Arc::new(SecurityPolicy::build(Mode::Workspace, capabilities, &[], &[]).unwrap()),
+    )
+}
+
+#[tokio::test]
+async fn edits_are_exact_and_writes_follow_the_policy() {
+    let ws = workspace();
+    std::fs::create_dir_all(ws.path().join(".git")).unwrap();
+    std::fs::write(ws.path().join(".git/config"), "[remote]").unwrap();
+    std::fs::write(ws.path().join("src/twice.rs"), "let a = 1;\nlet a = 1;\n").unwrap();
+    let allowed = Capabilities {
+        repo_write: Decision::Allow,
+        ..Capabilities::default()
+    };
+    let r = writer(&ws, allowed);
+    let twice = r
+        .call(&call(
+            "edit_file",
+            r#"{"path": "src/twice.rs", "old_text": "let a = 1;", "new_text": "let a = 2;"}"#,
+        ))
+        .await;
+    assert_status(&twice, ActionStatus::Error);
+    assert!(twice.result.contains("occurs 2 times"), "{}", twice.result);
+    let once = r
+        .call(&call(
+            "edit_file",
+            r#"{"path": "src/main.rs", "old_text": "fn main() {}", "new_text": "fn main() { run() }"}"#,
+        ))
+        .await;
+    assert_status(&once, ActionStatus::Completed);
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("src/main.rs")).unwrap(),
+        "fn main() { run() }\n"
+    );
+    let created = r
+        .call(&call(
+            "create_file",
+            r#"{"path": "src/new/mod.rs", "content": "pub fn x() {}\n"}"#,
+        ))
+        .await;
+    assert_status(&created, ActionStatus::Completed);
+    let deleted = r
+        .call(&call("delete_file", r#"{"path": "src/sub/a.txt"}"#))
+        .await;
+    assert_status(&deleted, ActionStatus::Completed);
+    assert!(!ws.path().join("src/sub/a.txt").exists());
+
+    // Never .git, never a denied path, never a workflow without its capability.
+    for (tool, args) in [
+        (
+            "edit_file",
+            r#"{"path": ".git/config", "old_text": "[remote]", "new_text": "x"}"#,
+        ),
+        ("create_file", r#"{"path": ".env.local", "content": "x"}"#),
+        (
+            "create_file",
+            r#"{"path": ".github/workflows/ci.yml", "content": "on: push"}"#,
+        ),
+        ("delete_file", r#"{"path": "../outside.txt"}"#),
+    ] {
+        let refused = r.call(&call(tool, args)).await;
+        assert_status(&refused, ActionStatus::Denied);
+    }
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join(".git/config")).unwrap(),
+        "[remote]"
+    );
+    assert!(!ws.path().join(".github/workflows/ci.yml").exists());
+    let with_workflows = writer(
+        &ws,
+        Capabilities {
+            workflows: Decision::Allow,
+            ..allowed
+        },
+    );
+    let workflow = with_workflows
+        .call(&call(
+            "create_file",
+            r#"{"path": ".github/workflows/ci.yml", "content": "on: push\n"}"#,
+        ))
+        .await;
+    assert_status(&workflow, ActionStatus::Completed);
+
+    // `ask` without anyone to approve: nothing changes.
+    let ask = registry(&ws)
+        .call(&call("delete_file", r#"{"path": "README.md"}"#))
+        .await;
+    assert_status(&ask, ActionStatus::NeedsApproval);
+    assert!(ws.path().join("README.md").exists());
 }
 
 #[tokio::test]
