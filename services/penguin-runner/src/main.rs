@@ -18,6 +18,10 @@ fn main() -> ExitCode {
         let code = supervisor::main(&raw[2..]);
         return ExitCode::from(u8::try_from(code).unwrap_or(70));
     }
+    // Jobs run as this user: they must not read this process's memory or
+    // environment through /proc, nor ptrace it.
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let cli: Cli = parse_or_exit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

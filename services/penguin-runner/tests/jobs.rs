@@ -390,3 +390,44 @@ async fn a_cancelled_call_kills_the_job() {
         processes_matching("sleep 876543")
     );
 }
+
+#[tokio::test]
+async fn a_job_writes_only_inside_its_own_directory_and_cannot_touch_the_runner() {
+    let runner = TestRunner::start(&[]).await;
+    let runner_pid = runner.process.pid().unwrap();
+    let work = runner.work_dir.display().to_string();
+    let script = format!(
+        "touch \"$HOME/ok\" && echo inside-ok; \
+         t=$(mktemp) && echo tmp-ok; \
+         touch {work}/escape 2>/dev/null && echo ESCAPED-work-dir; \
+         touch /tmp/penguin-job-escape-$$ 2>/dev/null && echo ESCAPED-tmp; \
+         rm -f {socket} 2>/dev/null; test -S {socket} || echo REMOVED-socket; \
+         kill -0 {runner_pid} 2>/dev/null && echo SIGNALLED-runner; \
+         cat /proc/{runner_pid}/environ >/dev/null 2>&1 && echo READ-runner-environ; \
+         echo done",
+        socket = runner.socket.display(),
+    );
+    let outcome = run(&runner, job(&script), Vec::new()).await;
+    let stdout = text(&outcome.stdout);
+    assert!(
+        stdout.contains("inside-ok") && stdout.contains("tmp-ok"),
+        "{stdout}\n{}",
+        text(&outcome.stderr)
+    );
+    assert!(stdout.ends_with("done\n"), "{stdout}");
+    for escape in [
+        "ESCAPED-work-dir",
+        "ESCAPED-tmp",
+        "REMOVED-socket",
+        "SIGNALLED-runner",
+        "READ-runner-environ",
+    ] {
+        assert!(!stdout.contains(escape), "{escape}: {stdout}");
+    }
+    assert!(!runner.work_dir.join("escape").exists());
+    // The runner still serves.
+    assert_eq!(
+        text(&run(&runner, job("echo again"), Vec::new()).await.stdout),
+        "again\n"
+    );
+}

@@ -494,6 +494,7 @@ impl Jobs {
         command
             .arg(supervisor::SUBCOMMAND)
             .args(rlimits.to_args())
+            .arg(&dir.root)
             .arg("--")
             .args(&plan.argv)
             .env_clear()
