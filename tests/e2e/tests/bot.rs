@@ -433,9 +433,7 @@ fn seed_failing_repository(pod: &Pod) {
 /// the report and checks the branch and pull request.
 async fn fix_the_failing_repository(pod: &Pod, id: &str, comment_id: u64) {
     seed_failing_repository(pod);
-    pod.llm.push_reply(Reply::Text(
-        r#"{"edits":[{"path":"status.txt","content":"fixed\n"}]}"#.into(),
-    ));
+    pod.script_fix("status.txt", "broken", "fixed");
     assert_eq!(
         pod.deliver(
             id,
@@ -642,9 +640,7 @@ github:
     pod.github
         .standin
         .set_permission(OWNER, REPO, "mona", "maintain");
-    pod.llm.push_reply(Reply::Text(
-        r#"{"edits":[{"path":"status.txt","content":"fixed\n"}]}"#.into(),
-    ));
+    pod.script_fix("status.txt", "broken", "fixed");
     assert_eq!(
         pod.deliver(
             "ask-3",
@@ -686,7 +682,8 @@ github:
             .any(|(_, body, _)| body.contains("Nothing here is waiting for approval"))
     })
     .await;
-    assert_eq!(pod.llm.requests().len(), 1, "the fix ran once");
+    // One agent run: the edit, then finish.
+    assert_eq!(pod.llm.requests().len(), 2, "the fix ran once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -807,9 +804,7 @@ hooks:
     );
     let pod = pod_with_config(Some(&config)).await;
     seed_failing_repository(&pod);
-    pod.llm.push_reply(Reply::Text(
-        r#"{"edits":[{"path":"status.txt","content":"fixed\n"}]}"#.into(),
-    ));
+    pod.script_fix("status.txt", "broken", "fixed");
     assert_eq!(
         pod.deliver(
             "hooks-1",
@@ -999,9 +994,7 @@ github:
     let pod = pod_with_config(Some(config)).await;
     seed_failing_repository(&pod);
     let pushes_before = pod.github.standin.git_pushes();
-    pod.llm.push_reply(Reply::Text(
-        r#"{"edits":[{"path":"status.txt","content":"fixed\n"}]}"#.into(),
-    ));
+    pod.script_fix("status.txt", "broken", "fixed");
     assert_eq!(
         pod.deliver(
             "gitdata-1",

@@ -321,9 +321,7 @@ async fn a_pull_requests_fix_starts_from_its_head_commit() {
             files: vec![],
         },
     );
-    pod.llm.push_reply(Reply::Text(
-        r#"{"edits":[{"path":"status.txt","content":"fixed\n"}]}"#.into(),
-    ));
+    pod.script_fix("status.txt", "broken", "fixed");
     let payload = deliveries::comment(3, true, "@Penguin fix tests", "octocat", "User", 9941);
     assert_eq!(pod.deliver("pull-fix-1", &payload).await, 200);
     pod.wait_for("the fix", |g| {
@@ -338,9 +336,10 @@ async fn a_pull_requests_fix_starts_from_its_head_commit() {
         "{:#?}",
         pod.bot_comments(3)
     );
-    // The model saw the pull request's failing test, and the bot's commit
-    // sits on the pull request's head, with the contributor's file.
-    assert_eq!(pod.llm.requests().len(), 1);
+    // The model saw the pull request's failing test (one agent run: the
+    // edit, then finish), and the bot's commit sits on the pull request's
+    // head, with the contributor's file.
+    assert_eq!(pod.llm.requests().len(), 2);
     let git = |args: &[&str]| pod.github.bare_git(args);
     let branch = git(&[
         "for-each-ref",

@@ -99,6 +99,19 @@ impl Pod {
         .await
     }
 
+    /// Scripts the model for one agent fix: an exact edit of `path` (`old`
+    /// becomes `new`), then `finish`.
+    pub fn script_fix(&self, path: &str, old: &str, new: &str) {
+        self.llm.push_reply(llm_standin::Reply::ToolCalls(vec![(
+            "edit_file".into(),
+            serde_json::json!({"path": path, "old_text": old, "new_text": new}),
+        )]));
+        self.llm.push_reply(llm_standin::Reply::ToolCalls(vec![(
+            "finish".into(),
+            serde_json::json!({"summary": format!("{path}: {old} -> {new}")}),
+        )]));
+    }
+
     /// Posts an `issue_comment` delivery signed with the api's webhook
     /// secret; the status.
     pub async fn deliver(&self, id: &str, payload: &Value) -> u16 {

@@ -46,6 +46,22 @@ impl ModelAccess {
         }
     }
 
+    /// The model and the name to ask it for, for an agent run.
+    pub fn chat(&self) -> BotResult<(Arc<dyn ChatModel>, String)> {
+        let model = self.model.clone().ok_or(BotError::NoModel)?;
+        let name = self
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Ok((model, name))
+    }
+
+    /// Records the usage of calls made outside [`ModelAccess::ask`].
+    pub fn record_usage(&self, usage: Option<penguin_llm::Usage>) {
+        (self.on_usage)(usage);
+    }
+
     /// One completion: `system` instructions, then `prompt` (untrusted text
     /// must already be stripped of hidden content). Errors are redacted.
     pub async fn ask(&self, system: &str, prompt: &str) -> BotResult<String> {

@@ -1,13 +1,17 @@
 //! `@Penguin fix tests` / `fix <text>`: clone with a token down-scoped to
 //! the one repository, branch `penguin/<task>-<slug>`, run the repository's
-//! test command through the runner, let the model propose edits, apply them
-//! under the security policy, rerun (up to `max_rounds`), commit as the App's
-//! bot with a `Task-ID:` trailer, push, and open or update the pull request.
+//! test command through the runner and let the agent fix the failure with
+//! its tools ([`super::fix_loop`]), check the change (paths, workflows,
+//! size), commit as the App's bot with a `Task-ID:` trailer, push, and open
+//! or update the pull request (a draft saying what still fails, when
+//! `on_failure: draft`).
 //!
 //! Every git network operation asks the tokenator for a fresh token, so a
 //! rotation between two pushes is invisible; tokens never touch the disk.
 
+use super::fix_loop::{self, Brief, Rounds};
 use super::Target;
+use crate::config::OnFailure;
 use crate::{
     approval,
     command::Command,
@@ -17,14 +21,8 @@ use crate::{
     github_api::RepoClient,
     BotContext, BotError, BotResult,
 };
-use serde::Deserialize;
 use serde_json::{json, Value};
 use std::{path::Path, time::Duration};
-
-/// Test output shown to the model at most.
-const OUTPUT_LIMIT: usize = 12_000;
-/// Files listed for the model at most.
-const FILE_LIST_LIMIT: usize = 300;
 
 /// What is being fixed.
 struct FixRequest<'a> {
@@ -74,17 +72,6 @@ async fn post_hooks(
     if let Err(failure) = crate::hooks::run_hooks(config.hooks.post(event), &context).await {
         warnings.push(format!("⚠️ {} post-hook: {failure}", event.as_str()));
     }
-}
-
-#[derive(Deserialize)]
-struct Edits {
-    edits: Vec<Edit>,
-}
-
-#[derive(Deserialize)]
-struct Edit {
-    path: String,
-    content: String,
 }
 
 fn slug(text: &str) -> String {
@@ -230,22 +217,89 @@ async fn fix_in(
 
     let Rounds {
         log,
-        edited,
+        steps,
+        summary,
         passed,
-    } = repair(ctx, request, work, fix).await?;
-    if !passed {
+        last_output,
+        usage,
+    } = fix_loop::repair(
+        ctx,
+        &Brief {
+            repository: request.repository,
+            number: request.number,
+            title: request.title,
+            instructions: request.instructions,
+            task_id: request.task_id,
+        },
+        work,
+        fix,
+    )
+    .await?;
+    let changed = fix_loop::changed_files(work)?;
+    let steps_text = if steps.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\n\n<details><summary>Steps ({})</summary>\n\n{}\n</details>",
+            steps.len(),
+            steps
+                .iter()
+                .map(|s| format!("- {s}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    };
+    let usage_text = format!(
+        "Model: tokens {} (prompt {}, completion {}).",
+        usage.total_tokens, usage.prompt_tokens, usage.completion_tokens
+    );
+    let failing = |what: &str| {
+        format!(
+            "{what} after {} round(s) of `{}`:\n\n```text\n{}\n```",
+            log.iter().filter(|l| l.contains("tests fail")).count(),
+            fix.test_command,
+            fix_loop::tail(&last_output)
+                .lines()
+                .rev()
+                .take(30)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
+                .replace("```", "`\u{200b}``")
+        )
+    };
+    if !passed && (fix.on_failure == OnFailure::Fail || changed.is_empty()) {
         return Err(BotError::Failed(format!(
-            "tests still fail after {} round(s): {}",
-            fix.max_rounds,
-            log.join("; ")
+            "{}\n\nNothing was pushed. {usage_text}{steps_text}",
+            failing("The tests still fail")
         )));
     }
-    if edited.is_empty() {
+    if changed.is_empty() {
         return Ok("The tests already pass: nothing to fix.".into());
     }
+    fix_loop::check_change(&ctx.policy, work, &changed, fix).map_err(|e| match e {
+        BotError::Failed(reason) => {
+            BotError::Failed(format!("{reason}. Nothing was pushed.{steps_text}"))
+        }
+        other => other,
+    })?;
+    let edited: Vec<String> = changed.iter().map(|c| c.path.clone()).collect();
+    let deleted: Vec<String> = changed
+        .iter()
+        .filter(|c| c.deleted)
+        .map(|c| c.path.clone())
+        .collect();
 
+    let headline = if passed {
+        "Fix failing tests"
+    } else {
+        "WIP: tests still fail"
+    };
     let message = format!(
-        "Fix failing tests\n\nEdited by Penguin for #{}: {}\n\nTask-ID: {}\n",
+        "{headline}\n\n{}\n\nEdited by Penguin for #{}: {}\n\nTask-ID: {}\n",
+        summary.as_deref().unwrap_or("").trim(),
         request.number,
         edited.join(", "),
         request.task_id
@@ -257,86 +311,57 @@ async fn fix_in(
         hook_context: &mut hook_context,
         warnings: &mut warnings,
     };
-    let sha = commit_and_publish(ctx, config, request, &edited, &mut change).await?;
+    let sha = commit_and_publish(ctx, config, request, &edited, &deleted, &mut change).await?;
 
     pre_hooks(config, HookEvent::PrCreate, &hook_context).await?;
-    let pr = open_or_update_pr(ctx, request, &branch, &sha, &log).await?;
+    let outcome_text = if passed {
+        format!("The test command `{}` passes.", fix.test_command)
+    } else {
+        failing("The tests still fail")
+    };
+    let pr = open_or_update_pr(
+        ctx,
+        request,
+        &PullText {
+            branch: &branch,
+            sha: &sha,
+            log: &log,
+            summary: summary.as_deref(),
+            outcome: &outcome_text,
+            usage: &usage_text,
+            draft: !passed,
+        },
+    )
+    .await?;
     post_hooks(config, HookEvent::PrCreate, &hook_context, &mut warnings).await;
+    let lead = if passed {
+        format!("Tests pass after my changes ({}).", edited.join(", "))
+    } else {
+        failing("The tests still fail")
+            + &format!(
+                "\n\nMy unfinished change ({}) is in a draft.",
+                edited.join(", ")
+            )
+    };
     let mut report = format!(
-        "Tests pass after my changes ({}). Pushed `{}` to `{branch}` — {pr}.\n\n{}",
-        edited.join(", "),
+        "{lead} Pushed `{}` to `{branch}` — {pr}.\n\n{}\n\n{usage_text}{steps_text}",
         &sha[..sha.len().min(12)],
         log.iter()
             .map(|l| format!("- {l}"))
             .collect::<Vec<_>>()
             .join("\n")
     );
+    if let Some(summary) = &summary {
+        report.push_str(&format!(
+            "\n\n{}",
+            fix_loop::fence("The agent's summary", summary)
+        ));
+    }
     for warning in warnings {
         report.push_str("\n\n");
         report.push_str(&warning);
     }
     Ok(report)
-}
-
-/// What the test-and-edit rounds did.
-struct Rounds {
-    /// One line per round.
-    log: Vec<String>,
-    /// Paths the model edited.
-    edited: Vec<String>,
-    /// The last run passed.
-    passed: bool,
-}
-
-/// Runs the tests; while they fail, applies the model's edits under the
-/// policy and runs them again, up to `max_rounds`.
-async fn repair(
-    ctx: &BotContext,
-    request: &FixRequest<'_>,
-    work: &Path,
-    fix: &crate::config::FixTestsConfig,
-) -> BotResult<Rounds> {
-    let mut log = Vec::new();
-    let mut edited = Vec::new();
-    let mut passed = false;
-    for round in 1..=fix.max_rounds {
-        let (ok, output) = run_tests(
-            ctx,
-            work,
-            &fix.test_command,
-            Duration::from_secs(fix.timeout_secs),
-        )
-        .await?;
-        if ok {
-            passed = true;
-            log.push(format!("round {round}: tests pass"));
-            break;
-        }
-        log.push(format!("round {round}: tests fail"));
-        if round == fix.max_rounds {
-            break;
-        }
-        let edits = propose_edits(ctx, request, work, &fix.test_command, &output).await?;
-        if edits.is_empty() {
-            return Err(BotError::Failed("the model proposed no edits".into()));
-        }
-        for edit in edits {
-            let path = ctx.policy.check_path(work, &edit.path).map_err(|denied| {
-                BotError::Failed(format!("edit of {} refused: {denied}", edit.path))
-            })?;
-            let io = |e: std::io::Error| BotError::Io(format!("{}: {e}", edit.path));
-            if let Some(parent) = path.parent() {
-                tokio::fs::create_dir_all(parent).await.map_err(io)?;
-            }
-            tokio::fs::write(&path, &edit.content).await.map_err(io)?;
-            edited.push(edit.path);
-        }
-    }
-    Ok(Rounds {
-        log,
-        edited,
-        passed,
-    })
 }
 
 /// The commit being made: where, on which branch, with which message, and
@@ -470,9 +495,18 @@ async fn commit_and_publish(
     config: &ServerConfig,
     request: &FixRequest<'_>,
     edited: &[String],
+    deleted: &[String],
     change: &mut Change<'_>,
 ) -> BotResult<String> {
     let via_api = config.github.fix_tests.commit_via_api;
+    if via_api && !deleted.is_empty() {
+        // The Git Data API path sends file contents; deletions are not
+        // implemented there yet.
+        return Err(BotError::Failed(format!(
+            "the fix deletes {}, which commit_via_api cannot publish yet; nothing was pushed",
+            deleted.join(", ")
+        )));
+    }
     let publisher = Publisher::prepare(ctx, request, change.work, edited, via_api).await?;
     let result = async {
         pre_hooks(config, HookEvent::CommitCreate, change.hook_context).await?;
@@ -502,7 +536,7 @@ async fn commit_and_publish(
 }
 
 /// (passed, combined output).
-async fn run_tests(
+pub(super) async fn run_tests(
     ctx: &BotContext,
     work: &Path,
     command: &str,
@@ -528,84 +562,21 @@ async fn run_tests(
     Ok((output.exit_code == Some(0) && !output.timed_out, combined))
 }
 
-fn list_files(root: &Path) -> Vec<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.file_name().is_some_and(|n| n == ".git") || out.len() >= FILE_LIST_LIMIT {
-                continue;
-            }
-            if path.is_dir() {
-                walk(root, &path, out);
-            } else if let Ok(rel) = path.strip_prefix(root) {
-                out.push(rel.display().to_string());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, root, &mut out);
-    out.sort();
-    out
-}
-
-async fn propose_edits(
-    ctx: &BotContext,
-    request: &FixRequest<'_>,
-    work: &Path,
-    command: &str,
-    output: &str,
-) -> BotResult<Vec<Edit>> {
-    let files = list_files(work);
-    // Show the model the small text files the output mentions.
-    let mut shown = String::new();
-    for file in files.iter().filter(|f| output.contains(f.as_str())).take(5) {
-        if let Ok(path) = ctx.policy.check_path(work, file) {
-            if let Ok(text) = tokio::fs::read_to_string(&path).await {
-                shown.push_str(&format!(
-                    "--- {file}\n{}\n",
-                    text.chars().take(8000).collect::<String>()
-                ));
-            }
-        }
-    }
-    let output: String = penguin_agent::strip_hidden(output)
-        .chars()
-        .take(OUTPUT_LIMIT)
-        .collect();
-    let prompt = format!(
-        "Repository {} — #{}: {}\nTest command: {command}\nExtra instructions: {}\n\nFailing output:\n{output}\n\nFiles:\n{}\n\n{shown}",
-        request.repository,
-        request.number,
-        penguin_agent::strip_hidden(request.title),
-        request.instructions.map(penguin_agent::strip_hidden).unwrap_or_default(),
-        files.join("\n"),
-    );
-    let text = ctx
-        .model
-        .ask(
-            "You fix failing tests. Answer only with JSON: {\"edits\":[{\"path\":\"relative/path\",\"content\":\"the whole new file\"}]}.",
-            &prompt,
-        )
-        .await?;
-    let json = text
-        .find('{')
-        .zip(text.rfind('}'))
-        .map(|(start, end)| &text[start..=end])
-        .ok_or_else(|| BotError::Failed("the model's answer holds no JSON edits".into()))?;
-    let edits: Edits = serde_json::from_str(json)
-        .map_err(|e| BotError::Failed(format!("the model's edits are not valid JSON: {e}")))?;
-    Ok(edits.edits)
+/// What the pull request says.
+struct PullText<'a> {
+    branch: &'a str,
+    sha: &'a str,
+    log: &'a [String],
+    summary: Option<&'a str>,
+    outcome: &'a str,
+    usage: &'a str,
+    draft: bool,
 }
 
 async fn open_or_update_pr(
     ctx: &BotContext,
     request: &FixRequest<'_>,
-    branch: &str,
-    sha: &str,
-    log: &[String],
+    text: &PullText<'_>,
 ) -> BotResult<String> {
     let client = ctx
         .github
@@ -615,14 +586,23 @@ async fn open_or_update_pr(
         )
         .await?;
     let (owner, repo) = (client.owner.clone(), client.repo.clone());
+    let branch = text.branch;
+    let summary = text
+        .summary
+        .map(|s| format!("\n\n{}", fix_loop::fence("The agent's summary", s)))
+        .unwrap_or_default();
     let body = format!(
-        "Penguin fixed the failing tests for #{}.\n\n{}\n\nTask-ID: {}\nCommit: {sha}",
+        "Penguin's fix for #{}.\n\n{}{summary}\n\n{}\n\n{}\n\nTask-ID: {}\nCommit: {}",
         request.number,
-        log.iter()
+        text.outcome,
+        text.log
+            .iter()
             .map(|l| format!("- {l}"))
             .collect::<Vec<_>>()
             .join("\n"),
-        request.task_id
+        text.usage,
+        request.task_id,
+        text.sha
     );
     let result = async {
         let (owner, repo) = (owner.as_str(), repo.as_str());
@@ -643,11 +623,17 @@ async fn open_or_update_pr(
                 .map(|()| format!("updated pull request #{number}")),
             None => client
                 .create("pull request", |crab| {
+                    let title = if text.draft {
+                        format!("[WIP] Fix tests for #{}", request.number)
+                    } else {
+                        format!("Fix tests for #{}", request.number)
+                    };
                     let pull = json!({
-                        "title": format!("Fix tests for #{}", request.number),
+                        "title": title,
                         "head": branch,
                         "base": request.base_ref,
                         "body": body,
+                        "draft": text.draft,
                     });
                     async move {
                         crab.post::<_, Value>(format!("/repos/{owner}/{repo}/pulls"), Some(&pull))
@@ -655,7 +641,14 @@ async fn open_or_update_pr(
                     }
                 })
                 .await
-                .map(|pr| format!("opened pull request #{}", pr["number"])),
+                .map(|pr| {
+                    let kind = if text.draft {
+                        "draft pull request"
+                    } else {
+                        "pull request"
+                    };
+                    format!("opened {kind} #{}", pr["number"])
+                }),
         }
     }
     .await;

@@ -6,6 +6,7 @@
 
 pub mod answer;
 pub mod fix;
+pub mod fix_loop;
 pub mod review;
 
 use crate::{

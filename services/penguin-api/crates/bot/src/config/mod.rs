@@ -29,7 +29,10 @@
 //!     label_map: { needs_input: "penguin:needs-input", in_progress: "penguin:in-progress",
 //!                  done: "penguin:done", failed: "penguin:failed" }
 //!   review: { max_files: 50, max_diff_lines: 2000, allow_request_changes: false, allow_approve: false }
-//!   fix_tests: { test_command: "cargo test", max_rounds: 3, timeout_secs: 600, commit_via_api: false }
+//!   fix_tests: { test_command: "cargo test", max_rounds: 3, timeout_secs: 600, commit_via_api: false,
+//!                max_iterations: 25, time_limit_secs: 1800, token_budget: 400000,
+//!                on_failure: fail,            # or draft: a draft PR says what still fails
+//!                max_changed_files: 25, max_changed_lines: 1000 }
 //!   retention_days: 7
 //!   delivery_retries: { max_attempts: 5, backoff_ms: 30000 }
 //! hooks:
@@ -467,6 +470,29 @@ pub struct FixTestsConfig {
     pub timeout_secs: u64,
     /// Whether commits go through the Git Data API (verified, signed by the App).
     pub commit_via_api: bool,
+    /// Model turns per agent round (default 25, 1..=50).
+    pub max_iterations: u32,
+    /// The whole fix's time budget, in seconds (default 1800, 1..=3600).
+    pub time_limit_secs: u64,
+    /// Tokens the fix may use in all (default 400000; 0: no cap).
+    pub token_budget: u64,
+    /// What happens when the tests still fail (default `fail`: nothing is
+    /// pushed; `draft`: a draft pull request says what still fails).
+    pub on_failure: OnFailure,
+    /// Files a fix may change at most (default 25).
+    pub max_changed_files: usize,
+    /// Lines added plus removed at most (default 1000).
+    pub max_changed_lines: usize,
+}
+
+/// `github.fix_tests.on_failure`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Nothing is pushed; the comment says what failed.
+    Fail,
+    /// The change is pushed as a draft pull request that says what fails.
+    Draft,
 }
 
 impl Default for FixTestsConfig {
@@ -476,6 +502,12 @@ impl Default for FixTestsConfig {
             max_rounds: 3,
             timeout_secs: 600,
             commit_via_api: false,
+            max_iterations: 25,
+            time_limit_secs: 1800,
+            token_budget: 400_000,
+            on_failure: OnFailure::Fail,
+            max_changed_files: 25,
+            max_changed_lines: 1000,
         }
     }
 }
@@ -962,6 +994,12 @@ fn parse_fix_tests(node: Node<'_>) -> Result<FixTestsConfig, ConfigError> {
         "max_rounds",
         "timeout_secs",
         "commit_via_api",
+        "max_iterations",
+        "time_limit_secs",
+        "token_budget",
+        "on_failure",
+        "max_changed_files",
+        "max_changed_lines",
     ])?;
     let mut c = FixTestsConfig::default();
     if let Some(n) = map.get("test_command") {
@@ -975,6 +1013,33 @@ fn parse_fix_tests(node: Node<'_>) -> Result<FixTestsConfig, ConfigError> {
     }
     if let Some(n) = map.get("commit_via_api") {
         c.commit_via_api = n.bool()?;
+    }
+    if let Some(n) = map.get("max_iterations") {
+        c.max_iterations = n.u64_in(1, 50)? as u32;
+    }
+    if let Some(n) = map.get("time_limit_secs") {
+        c.time_limit_secs = n.u64_in(1, MAX_TIMEOUT_SECS)?;
+    }
+    if let Some(n) = map.get("token_budget") {
+        c.token_budget = n.u64_in(0, 100_000_000)?;
+    }
+    if let Some(n) = map.get("on_failure") {
+        c.on_failure = match n.non_empty_string()?.as_str() {
+            "fail" => OnFailure::Fail,
+            "draft" => OnFailure::Draft,
+            other => {
+                return Err(ConfigError::invalid(
+                    "github.fix_tests.on_failure",
+                    format!("{other:?} is not one of fail, draft"),
+                ))
+            }
+        };
+    }
+    if let Some(n) = map.get("max_changed_files") {
+        c.max_changed_files = n.u64_in(1, 10_000)? as usize;
+    }
+    if let Some(n) = map.get("max_changed_lines") {
+        c.max_changed_lines = n.u64_in(1, 1_000_000)? as usize;
     }
     Ok(c)
 }
