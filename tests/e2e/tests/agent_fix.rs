@@ -142,6 +142,17 @@ async fn the_agent_searches_reads_a_range_edits_once_and_pushes_what_passes() {
     let report = wait_for_answer(&pod, "Tests pass after my changes").await;
     assert!(report.contains("calc.sh"), "{report}");
 
+    // The progress comment showed the steps while the agent worked.
+    let progress = pod
+        .github
+        .standin
+        .calls_to("PATCH", "/repos/octo-org/hello-world/issues/comments/")
+        .into_iter()
+        .filter_map(|c| c.body["body"].as_str().map(str::to_string))
+        .find(|b| b.contains("Steps so far"))
+        .expect("a progress update with the steps");
+    assert!(progress.contains("`search /^add"), "{progress}");
+
     let results = tool_results(&pod);
     assert_eq!(results.len(), 4, "{results:#?}");
     assert!(

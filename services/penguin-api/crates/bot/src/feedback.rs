@@ -88,6 +88,13 @@ pub struct Started {
     at: Instant,
 }
 
+impl Started {
+    /// The progress comment, which the action may update as it works.
+    pub fn comment(&self) -> CommentId {
+        self.comment
+    }
+}
+
 /// 👀 (first attempt only), the task, the check run, the progress comment and
 /// the in-progress label; each recorded in `progress` as it is made.
 pub async fn start(

@@ -229,6 +229,7 @@ async fn run_mention(
         head_ref: pull.head_ref.as_deref(),
         head_sha: pull.head_sha.as_deref(),
         approved: progress.approved.as_ref(),
+        progress_comment: Some(started.comment()),
     };
     let outcome = actions::perform(ctx, config, m, &command, &target).await;
     match outcome {

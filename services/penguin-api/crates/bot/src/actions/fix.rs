@@ -44,6 +44,8 @@ struct FixRequest<'a> {
     pub actor: &'a str,
     /// On a pull request: its number and head commit, whose code is fixed.
     pub pull: Option<(u64, &'a str)>,
+    /// Where the agent's steps are shown as they happen.
+    pub progress: Option<(&'a RepoClient, octocrab::models::CommentId)>,
 }
 
 /// Runs the pre-hooks of `event`; a failure stops the fix with the hook's stderr.
@@ -141,6 +143,7 @@ pub async fn run(
             approved,
             actor: &m.login,
             pull: target.head_sha.map(|sha| (m.number, sha)),
+            progress: target.progress_comment.map(|id| (target.client, id)),
         },
     )
     .await
@@ -222,6 +225,7 @@ async fn fix_in(
         passed,
         last_output,
         usage,
+        model,
     } = fix_loop::repair(
         ctx,
         &Brief {
@@ -230,6 +234,7 @@ async fn fix_in(
             title: request.title,
             instructions: request.instructions,
             task_id: request.task_id,
+            progress: request.progress,
         },
         work,
         fix,
@@ -250,7 +255,7 @@ async fn fix_in(
         )
     };
     let usage_text = format!(
-        "Model: tokens {} (prompt {}, completion {}).",
+        "Model `{model}`: {} tokens (prompt {}, completion {}).",
         usage.total_tokens, usage.prompt_tokens, usage.completion_tokens
     );
     let failing = |what: &str| {

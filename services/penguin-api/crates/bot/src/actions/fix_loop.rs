@@ -93,6 +93,8 @@ pub struct Rounds {
     pub last_output: String,
     /// Tokens the agent used.
     pub usage: Usage,
+    /// The model it asked.
+    pub model: String,
 }
 
 /// What the fix is about, for the agent's task text.
@@ -107,6 +109,75 @@ pub struct Brief<'a> {
     pub instructions: Option<&'a str>,
     /// The task id.
     pub task_id: &'a str,
+    /// The progress comment the steps are shown in while the agent works.
+    pub progress: Option<(
+        &'a crate::github_api::RepoClient,
+        octocrab::models::CommentId,
+    )>,
+}
+
+/// How often the progress comment is edited at most while the agent works.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+/// The agent's event as a step line, if it is a tool call.
+fn step_line(event: &AgentEvent) -> Option<String> {
+    let AgentEvent::Tool(result) = event else {
+        return None;
+    };
+    let mark = match result.status {
+        ActionStatus::Completed => "ok",
+        ActionStatus::Error => "error",
+        ActionStatus::Denied => "refused",
+        ActionStatus::NeedsApproval => "needs approval",
+    };
+    let reason = if result.status == ActionStatus::Completed {
+        String::new()
+    } else {
+        let first = result.result.lines().next().unwrap_or_default();
+        format!(": {}", first.chars().take(160).collect::<String>())
+    };
+    Some(format!("`{}` — {mark}{reason}", result.action))
+}
+
+/// Collects step lines until the agent's run ends, editing the progress
+/// comment with the steps so far (at most every [`PROGRESS_EVERY`]).
+async fn follow(
+    mut events: tokio::sync::mpsc::UnboundedReceiver<AgentEvent>,
+    brief: &Brief<'_>,
+    round: u32,
+    earlier: &[String],
+) -> Vec<String> {
+    let mut steps = Vec::new();
+    let mut last_edit: Option<std::time::Instant> = None;
+    while let Some(event) = events.recv().await {
+        let Some(line) = step_line(&event) else {
+            continue;
+        };
+        steps.push(line);
+        let Some((client, comment)) = brief.progress else {
+            continue;
+        };
+        if last_edit.is_some_and(|at| at.elapsed() < PROGRESS_EVERY) {
+            continue;
+        }
+        last_edit = Some(std::time::Instant::now());
+        let shown: Vec<String> = earlier.iter().chain(steps.iter()).cloned().collect();
+        let recent = &shown[shown.len().saturating_sub(15)..];
+        let body = format!(
+            "🐧 Working on the failing tests (task `{}`), round {round}. Steps so far:\n\n{}",
+            brief.task_id,
+            recent
+                .iter()
+                .map(|s| format!("- {s}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        // Progress is best effort: the final report replaces it anyway.
+        if let Err(err) = client.edit_comment(comment, body).await {
+            tracing::debug!(error = %err.redacted(), "progress comment not updated");
+        }
+    }
+    steps
 }
 
 /// Runs the tests; while they fail and rounds, time and tokens remain, lets
@@ -125,8 +196,10 @@ pub async fn repair(
         passed: false,
         last_output: String::new(),
         usage: Usage::default(),
+        model: String::new(),
     };
     let (model, model_name) = ctx.model.chat()?;
+    rounds.model = model_name.clone();
     let policy = Arc::new(fix_policy(&ctx.policy));
     let tools = ToolRegistry::new(work.to_path_buf(), policy)
         .with_runner(Arc::new(FreshRunner {
@@ -167,29 +240,14 @@ pub async fn repair(
             time_limit: Duration::from_secs(fix.time_limit_secs).saturating_sub(spent),
             context: Vec::new(),
         };
-        let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
         // Never cancelled: the time limit and iterations end the run.
         let (_cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-        let outcome = run_agent(model.as_ref(), &tools, spec, events_tx, cancel_rx).await;
-        while let Ok(event) = events_rx.try_recv() {
-            if let AgentEvent::Tool(result) = event {
-                let mark = match result.status {
-                    ActionStatus::Completed => "ok",
-                    ActionStatus::Error => "error",
-                    ActionStatus::Denied => "refused",
-                    ActionStatus::NeedsApproval => "needs approval",
-                };
-                let first_line = result.result.lines().next().unwrap_or_default();
-                let reason = if result.status == ActionStatus::Completed {
-                    String::new()
-                } else {
-                    format!(": {}", first_line.chars().take(160).collect::<String>())
-                };
-                rounds
-                    .steps
-                    .push(format!("`{}` — {mark}{reason}", result.action));
-            }
-        }
+        let (outcome, steps) = tokio::join!(
+            run_agent(model.as_ref(), &tools, spec, events_tx, cancel_rx),
+            follow(events_rx, brief, round, &rounds.steps)
+        );
+        rounds.steps.extend(steps);
         ctx.model.record_usage(Some(outcome.usage));
         rounds.usage.prompt_tokens += outcome.usage.prompt_tokens;
         rounds.usage.completion_tokens += outcome.usage.completion_tokens;

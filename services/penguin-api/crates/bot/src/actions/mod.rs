@@ -31,6 +31,8 @@ pub struct Target<'a> {
     pub head_sha: Option<&'a str>,
     /// For `approve`: the request it approved, if one was waiting.
     pub approved: Option<&'a approval::Approved>,
+    /// The progress comment, for updates while the action runs.
+    pub progress_comment: Option<octocrab::models::CommentId>,
 }
 
 /// Runs `command`; returns the markdown to report. `review` runs between
