@@ -389,6 +389,31 @@ mod tests {
     }
 
     #[test]
+    fn a_change_is_checked_for_paths_workflows_and_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = SecurityPolicy::default_with(&[]);
+        let fix = FixTestsConfig {
+            max_changed_files: 2,
+            max_changed_lines: 10,
+            ..FixTestsConfig::default()
+        };
+        let file = |path: &str, lines: usize| Changed {
+            path: path.into(),
+            deleted: false,
+            lines,
+        };
+        let check = |changed: &[Changed]| match check_change(&policy, dir.path(), changed, &fix) {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        };
+        assert_eq!(check(&[file("src/a.rs", 4), file("README.md", 6)]), "ok");
+        assert!(check(&[file(".env", 1)]).contains("not allowed"));
+        assert!(check(&[file(".github/workflows/ci.yml", 1)]).contains("workflows"));
+        assert!(check(&[file("a", 1), file("b", 1), file("c", 1)]).contains("max_changed_files"));
+        assert!(check(&[file("a", 11)]).contains("max_changed_lines"));
+    }
+
+    #[test]
     fn the_tail_keeps_the_end() {
         let text = format!("{}END", "x".repeat(20_000));
         assert!(tail(&text).ends_with("END"));
