@@ -13,15 +13,8 @@ async fn agent_pod(runner: &TestRunner, fix: &str) -> Pod {
     let config = format!(
         "security:\n  capabilities: {{ repo_write: allow, shell: allow }}\ngithub:\n  fix_tests: {{ {fix} }}\n"
     );
-    let pod = Pod::for_bot_with_env(
-        Some(&config),
-        Duration::from_secs(3600),
-        vec![
-            ("PENGUIN_RUNNER".into(), "remote".into()),
-            ("PENGUIN_RUNNER_ADDR".into(), runner.addr()),
-        ],
-    )
-    .await;
+    let pod =
+        Pod::for_bot_with_env(Some(&config), Duration::from_secs(3600), runner.api_env()).await;
     pod.github.standin.add_issue(
         OWNER,
         REPO,

@@ -552,15 +552,7 @@ github:
 "#,
         work = runner.work_dir.display()
     );
-    let pod = pod_with_env(
-        Some(&config),
-        Duration::from_secs(3600),
-        vec![
-            ("PENGUIN_RUNNER".into(), "remote".into()),
-            ("PENGUIN_RUNNER_ADDR".into(), runner.addr()),
-        ],
-    )
-    .await;
+    let pod = pod_with_env(Some(&config), Duration::from_secs(3600), runner.api_env()).await;
     fix_the_failing_repository(&pod, "fix-remote-1", 9411).await;
     // Two jobs: the failing run, then the passing one.
     let jobs = runner.process.logs().matches("job finished").count();

@@ -120,6 +120,14 @@ impl TestRunner {
         format!("unix:{}", self.socket.display())
     }
 
+    /// The api's environment for commands to run here.
+    pub fn api_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("PENGUIN_RUNNER".into(), "remote".into()),
+            ("PENGUIN_RUNNER_ADDR".into(), self.addr()),
+        ]
+    }
+
     /// A client over the Unix socket.
     pub fn client(&self) -> RunnerClient {
         RunnerClient::new(&RunnerAddr::Unix(self.socket.clone()), None, None).expect("client")

@@ -65,12 +65,7 @@ impl ModelAccess {
     /// One completion: `system` instructions, then `prompt` (untrusted text
     /// must already be stripped of hidden content). Errors are redacted.
     pub async fn ask(&self, system: &str, prompt: &str) -> BotResult<String> {
-        let model = self.model.as_ref().ok_or(BotError::NoModel)?;
-        let name = self
-            .current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let (model, name) = self.chat()?;
         let answer = model
             .complete(ChatRequest {
                 model: name,
