@@ -381,13 +381,7 @@ impl ToolRegistry {
             None => list_dir(&workspace, &policy, &dir),
         })
         .await;
-        match listed {
-            Ok(Ok(text)) => ActionResult::new(action, ActionStatus::Completed, text),
-            Ok(Err(e)) => ActionResult::new(action, ActionStatus::Error, e),
-            Err(e) => {
-                ActionResult::new(action, ActionStatus::Error, format!("internal error: {e}"))
-            }
-        }
+        blocking_result(action, listed)
     }
 
     async fn read_file(&self, raw: &str) -> ActionResult {
@@ -403,13 +397,10 @@ impl ToolRegistry {
             }
         };
         let (start, end) = (args.start_line, args.end_line);
-        match tokio::task::spawn_blocking(move || read_lines(&path, start, end)).await {
-            Ok(Ok(text)) => ActionResult::new(action, ActionStatus::Completed, text),
-            Ok(Err(e)) => ActionResult::new(action, ActionStatus::Error, e),
-            Err(e) => {
-                ActionResult::new(action, ActionStatus::Error, format!("internal error: {e}"))
-            }
-        }
+        blocking_result(
+            action,
+            tokio::task::spawn_blocking(move || read_lines(&path, start, end)).await,
+        )
     }
 
     async fn search(&self, raw: &str) -> ActionResult {
@@ -450,13 +441,7 @@ impl ToolRegistry {
             )
         })
         .await;
-        match found {
-            Ok(Ok(text)) => ActionResult::new(action, ActionStatus::Completed, text),
-            Ok(Err(e)) => ActionResult::new(action, ActionStatus::Error, e),
-            Err(e) => {
-                ActionResult::new(action, ActionStatus::Error, format!("internal error: {e}"))
-            }
-        }
+        blocking_result(action, found)
     }
 
     /// The policy's say on writing `rel`: `repo_write`, and `workflows` for
@@ -502,53 +487,59 @@ impl ToolRegistry {
         Ok(path)
     }
 
-    async fn edit_file(&self, raw: &str) -> ActionResult {
-        let args: EditFileArgs = match parse_args(raw) {
+    /// A writing tool: parse `A`, check the policy for its path, then run
+    /// `op` (resolved path, path as asked, arguments) on a blocking thread.
+    async fn write_tool<A: DeserializeOwned + Send + 'static>(
+        &self,
+        name: &str,
+        raw: &str,
+        path_of: fn(&A) -> &str,
+        op: impl FnOnce(PathBuf, String, A) -> Result<String, String> + Send + 'static,
+    ) -> ActionResult {
+        let args: A = match parse_args(raw) {
             Ok(args) => args,
-            Err(e) => return ActionResult::new("edit_file", ActionStatus::Error, e),
+            Err(e) => return ActionResult::new(name, ActionStatus::Error, e),
         };
-        let action = format!("edit_file {}", args.path);
-        let path = match self.writable(&action, &args.path) {
+        let rel = path_of(&args).to_string();
+        let action = format!("{name} {rel}");
+        let path = match self.writable(&action, &rel) {
             Ok(path) => path,
             Err(result) => return result,
         };
-        let rel = args.path.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            edit::edit(&path, &rel, &args.old_text, &args.new_text)
-        })
-        .await;
-        blocking_result(action, done)
+        blocking_result(
+            action,
+            tokio::task::spawn_blocking(move || op(path, rel, args)).await,
+        )
+    }
+
+    async fn edit_file(&self, raw: &str) -> ActionResult {
+        self.write_tool(
+            "edit_file",
+            raw,
+            |a: &EditFileArgs| &a.path,
+            |path, rel, a| edit::edit(&path, &rel, &a.old_text, &a.new_text),
+        )
+        .await
     }
 
     async fn create_file(&self, raw: &str) -> ActionResult {
-        let args: CreateFileArgs = match parse_args(raw) {
-            Ok(args) => args,
-            Err(e) => return ActionResult::new("create_file", ActionStatus::Error, e),
-        };
-        let action = format!("create_file {}", args.path);
-        let path = match self.writable(&action, &args.path) {
-            Ok(path) => path,
-            Err(result) => return result,
-        };
-        let rel = args.path.clone();
-        let done =
-            tokio::task::spawn_blocking(move || edit::create(&path, &rel, &args.content)).await;
-        blocking_result(action, done)
+        self.write_tool(
+            "create_file",
+            raw,
+            |a: &CreateFileArgs| &a.path,
+            |path, rel, a| edit::create(&path, &rel, &a.content),
+        )
+        .await
     }
 
     async fn delete_file(&self, raw: &str) -> ActionResult {
-        let args: PathArgs = match parse_args(raw) {
-            Ok(args) => args,
-            Err(e) => return ActionResult::new("delete_file", ActionStatus::Error, e),
-        };
-        let action = format!("delete_file {}", args.path);
-        let path = match self.writable(&action, &args.path) {
-            Ok(path) => path,
-            Err(result) => return result,
-        };
-        let rel = args.path.clone();
-        let done = tokio::task::spawn_blocking(move || edit::delete(&path, &rel)).await;
-        blocking_result(action, done)
+        self.write_tool(
+            "delete_file",
+            raw,
+            |a: &PathArgs| &a.path,
+            |path, rel, _| edit::delete(&path, &rel),
+        )
+        .await
     }
 
     async fn run_command(&self, raw: &str) -> ActionResult {

@@ -67,11 +67,8 @@ impl CommandRunner for FreshRunner {
 /// stay exactly as configured.
 fn fix_policy(policy: &SecurityPolicy) -> SecurityPolicy {
     let mut policy = policy.clone();
-    for cap in [Capability::RepoWrite, Capability::Shell] {
-        let decision = match cap {
-            Capability::RepoWrite => &mut policy.capabilities.repo_write,
-            _ => &mut policy.capabilities.shell,
-        };
+    let caps = &mut policy.capabilities;
+    for decision in [&mut caps.repo_write, &mut caps.shell] {
         if *decision == Decision::Ask {
             *decision = Decision::Allow;
         }
