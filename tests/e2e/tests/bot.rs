@@ -2,7 +2,7 @@
 //! with bodies, authors and flags changed) → penguin-api → tokenator tokens →
 //! the GitHub stand-in's REST routes, asserting every call the bot makes.
 
-use github_standin::{PullFileSpec, PullSpec};
+use github_standin::PullSpec;
 use llm_standin::Reply;
 use penguin_test_support::{deliveries, pod::Pod, runner::TestRunner, OWNER, REPO};
 use serde_json::{json, Value};
@@ -39,6 +39,15 @@ async fn pod_with_env(
         "octocat",
         &[],
     );
+    // Pull request #2 is real commits: the stand-in diffs them like GitHub.
+    pod.push_to_main(&[("src/lib.rs", "fn parse() {}\n")]);
+    let head_sha = pod.push_to_branch(
+        "fix-empty",
+        &[(
+            "src/lib.rs",
+            "fn parse(input: &str) {\n    if input.is_empty() { return; }\n}\n",
+        )],
+    );
     github.standin.add_pull(
         OWNER,
         REPO,
@@ -48,17 +57,11 @@ async fn pod_with_env(
             body: "Fixes #1".into(),
             author: "octocat".into(),
             head_ref: "fix-empty".into(),
-            head_sha: "6dcb09b5b57875f334f61aebed695e2e4193db5e".into(),
+            head_sha,
             base_ref: "main".into(),
             labels: vec![],
             from_fork: false,
-            files: vec![PullFileSpec {
-                filename: "src/lib.rs".into(),
-                status: "modified".into(),
-                additions: 3,
-                deletions: 1,
-                patch: Some("@@ -1,2 +1,4 @@\n-fn parse() {}\n+fn parse(input: &str) {\n+    if input.is_empty() { return; }\n+}".into()),
-            }],
+            files: vec![],
         },
     );
     github
@@ -158,9 +161,13 @@ async fn plan_on_an_issue_reacts_posts_a_checklist_and_labels() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn review_on_a_pull_request_runs_a_check_and_posts_a_comment_review() {
     let pod = pod().await;
-    pod.llm.push_reply(Reply::Text(
-        "- `src/lib.rs`: the guard returns nothing; consider an error.".into(),
-    ));
+    pod.llm.push_reply(Reply::ToolCalls(vec![(
+        "finish".into(),
+        json!({"summary": "Adds a guard.", "findings": [{
+            "path": "src/lib.rs", "line": 2, "severity": "low",
+            "title": "The guard returns nothing", "body": "Consider an error."
+        }]}),
+    )]));
     assert_eq!(
         pod.deliver(
             "review-1",
@@ -180,7 +187,9 @@ async fn review_on_a_pull_request_runs_a_check_and_posts_a_comment_review() {
     assert_eq!(runs.len(), 1);
     let run = &runs[0];
     assert_eq!(run["name"], "penguin/review");
-    assert_eq!(run["head_sha"], "6dcb09b5b57875f334f61aebed695e2e4193db5e");
+    let pulls = pod.github.standin.pulls(OWNER, REPO);
+    let head = pulls.iter().find(|p| p["number"] == 2).unwrap()["head"]["sha"].clone();
+    assert_eq!(run["head_sha"], head);
     assert_eq!(run["conclusion"], "success");
     assert!(run["details_url"]
         .as_str()
@@ -189,10 +198,15 @@ async fn review_on_a_pull_request_runs_a_check_and_posts_a_comment_review() {
     let reviews = pod.github.standin.reviews(OWNER, REPO, 2);
     assert_eq!(reviews.len(), 1);
     assert_eq!(reviews[0]["state"], "COMMENTED");
-    assert!(reviews[0]["body"]
+    let comments = pod.github.standin.review_comments(OWNER, REPO, 2);
+    assert_eq!(
+        (comments[0]["line"].as_u64(), comments[0]["side"].as_str()),
+        (Some(2), Some("RIGHT"))
+    );
+    assert!(comments[0]["body"]
         .as_str()
         .unwrap()
-        .contains("consider an error"));
+        .contains("Consider an error."));
     // The model saw the diff.
     let sent = pod.llm.requests().last().unwrap().to_string();
     assert!(sent.contains("input.is_empty()"), "{sent}");
@@ -681,7 +695,10 @@ github:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_opened_pull_request_gets_the_configured_automatic_review() {
     let pod = pod_with_config(Some("github:\n  bot:\n    auto_review_on: [opened]\n")).await;
-    pod.llm.push_reply(Reply::Text("- Looks fine.".into()));
+    pod.llm.push_reply(Reply::ToolCalls(vec![(
+        "finish".into(),
+        json!({"summary": "Looks fine.", "findings": []}),
+    )]));
     let example = |action: &str| penguin_test_support::webhooks::example("pull_request", action);
     let retarget = |mut payload: Value| {
         payload["repository"]["full_name"] = json!(format!("{OWNER}/{REPO}"));

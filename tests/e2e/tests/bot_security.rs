@@ -1,7 +1,7 @@
 //! Attacks on the bot through the real binaries: each test tries what an
 //! attacker (or a careless edit) would, and asserts the bot holds.
 
-use github_standin::{Fault, PullFileSpec, PullSpec};
+use github_standin::{Fault, PullSpec};
 use llm_standin::Reply;
 use penguin_test_support::{deliveries, pod::Pod, OWNER, REPO};
 use serde_json::json;
@@ -14,6 +14,8 @@ async fn pod_with_pull() -> Pod {
 /// …with `config` as the server's `.penguin/config.yml`.
 async fn pod_with_config(config: &str) -> Pod {
     let pod = Pod::for_bot(Some(config), Duration::from_secs(3600)).await;
+    pod.push_to_main(&[("src/lib.rs", "fn parse() {}\n")]);
+    let head_sha = pod.push_to_branch("fix-empty", &[("src/lib.rs", "fn parse(_: &str) {}\n")]);
     pod.github.standin.add_pull(
         OWNER,
         REPO,
@@ -23,17 +25,11 @@ async fn pod_with_config(config: &str) -> Pod {
             body: "Fixes #1".into(),
             author: "octocat".into(),
             head_ref: "fix-empty".into(),
-            head_sha: "6dcb09b5b57875f334f61aebed695e2e4193db5e".into(),
+            head_sha,
             base_ref: "main".into(),
             labels: vec![],
             from_fork: false,
-            files: vec![PullFileSpec {
-                filename: "src/lib.rs".into(),
-                status: "modified".into(),
-                additions: 1,
-                deletions: 1,
-                patch: Some("@@ -1 +1 @@\n-fn parse() {}\n+fn parse(_: &str) {}".into()),
-            }],
+            files: vec![],
         },
     );
     pod.github
@@ -55,7 +51,10 @@ async fn the_authors_edit_during_a_command_survives_the_summary() {
         &format!("/repos/{OWNER}/{REPO}/pulls/2/reviews"),
         Fault::Delay(Duration::from_secs(2)),
     );
-    pod.llm.push_reply(Reply::Text("- Looks fine.".into()));
+    pod.llm.push_reply(Reply::ToolCalls(vec![(
+        "finish".into(),
+        json!({"summary": "Looks fine.", "findings": []}),
+    )]));
     let payload = deliveries::comment(2, true, "@Penguin review", "octocat", "User", 9901);
     assert_eq!(pod.deliver("body-1", &payload).await, 200);
     pod.wait_for("the review to be under way", |g| {
@@ -97,7 +96,10 @@ async fn the_authors_edit_during_a_command_survives_the_summary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_pull_request_body_is_reviewed_once() {
     let pod = pod_with_config("github:\n  bot:\n    auto_review_on: [opened]\n").await;
-    pod.llm.push_reply(Reply::Text("- Looks fine.".into()));
+    pod.llm.push_reply(Reply::ToolCalls(vec![(
+        "finish".into(),
+        json!({"summary": "Looks fine.", "findings": []}),
+    )]));
     let mut payload = penguin_test_support::webhooks::example("pull_request", "opened");
     payload["repository"]["full_name"] = json!(format!("{OWNER}/{REPO}"));
     payload["repository"]["name"] = json!(REPO);

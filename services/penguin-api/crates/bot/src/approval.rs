@@ -1,7 +1,8 @@
 //! The "ask" flow: a command that writes, under a policy whose `repo_write`
-//! or `shell` capability is `ask`, waits as a pending request on its issue or
-//! pull request (labelled `needs_input`) until a maintainer replies
-//! `@Penguin approve`, which runs it once.
+//! or `shell` capability is `ask`, or any command that uses the model once
+//! the repository's daily token budget is spent, waits as a pending request
+//! on its issue or pull request (labelled `needs_input`) until a maintainer
+//! replies `@Penguin approve`, which runs it once.
 
 use crate::{
     command::Command,
@@ -37,6 +38,20 @@ fn pending_key(repository: &str, number: u64) -> String {
     format!("pending_approval:{repository}#{number}")
 }
 
+/// Why a command waits for a maintainer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// It writes, and the policy asks first.
+    Writes,
+    /// The repository's daily token budget is spent.
+    Budget {
+        /// Tokens spent today.
+        spent: u64,
+        /// The budget.
+        daily: u64,
+    },
+}
+
 /// Records `command` as waiting for a maintainer, says so on GitHub and
 /// labels the thread. On a pull request the request is bound to its head
 /// commit: a push cancels it.
@@ -47,6 +62,7 @@ pub async fn request(
     m: &Mention,
     command: &Command,
     head_sha: Option<&str>,
+    why: Why,
 ) -> BotResult<()> {
     let pending = json!({
         "command": command.name(),
@@ -57,16 +73,23 @@ pub async fn request(
     ctx.store
         .set_setting(&pending_key(&m.repository, m.number), &pending.to_string())
         .await?;
-    client.comment(m.number,
-        format!(
-            "@{} `{}` changes the repository, which this server's policy allows only with a maintainer's approval. \
-             Another maintainer can reply `{} approve`.",
-            m.login,
-            command.name(),
-            config.github.bot.mention_trigger
+    let reason = match why {
+        Why::Writes => "changes the repository, which this server's policy allows only with a maintainer's approval".to_string(),
+        Why::Budget { spent, daily } => format!(
+            "needs the model, and this repository's daily token budget is spent ({spent} of {daily} tokens today, UTC); it runs with a maintainer's approval"
         ),
-    )
-    .await?;
+    };
+    client
+        .comment(
+            m.number,
+            format!(
+                "@{} `{}` {reason}. Another maintainer can reply `{} approve`.",
+                m.login,
+                command.name(),
+                config.github.bot.mention_trigger
+            ),
+        )
+        .await?;
     if config.github.labels.enabled {
         client
             .add_label(m.number, &config.github.labels.label_map.needs_input)
@@ -90,10 +113,10 @@ impl Approved {
     /// The approved command.
     pub fn command(&self, config: &ServerConfig) -> BotResult<Command> {
         match crate::command::parse(&self.text, &config.github.bot.mention_trigger) {
-            Some(command @ (Command::FixTests | Command::Fix(_))) => Ok(command),
-            _ => Err(BotError::Failed(
+            Some(Command::Approve | Command::Help) | None => Err(BotError::Failed(
                 "the pending request is no longer understood".into(),
             )),
+            Some(command) => Ok(command),
         }
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! | after the mention                                   | command            |
 //! |-----------------------------------------------------|--------------------|
-//! | `review …`                                          | [`Command::Review`]    |
+//! | `review …` (`review full …`: the whole pull request) | [`Command::Review`]    |
 //! | `plan …`                                            | [`Command::Plan`]      |
 //! | `fix tests …`, `fix test …`, `fix-tests …`, `fix_tests …` | [`Command::FixTests`] |
 //! | `fix <text>`                                        | [`Command::Fix`]       |
@@ -70,8 +70,12 @@ pub const COMMAND_NAMES: [&str; 8] = [
 /// What a comment asks for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Command {
-    /// Review the pull request.
-    Review,
+    /// Review the pull request: what changed since the last review, or
+    /// everything when `full` (`review full`) or after a force-push.
+    Review {
+        /// Review the whole pull request, not only what is new.
+        full: bool,
+    },
     /// Write a plan for the issue.
     Plan,
     /// Make the failing tests pass.
@@ -93,7 +97,7 @@ impl Command {
     /// `question`: the name used in `enabled_commands`.
     pub fn name(&self) -> &'static str {
         match self {
-            Command::Review => "review",
+            Command::Review { .. } => "review",
             Command::Plan => "plan",
             Command::FixTests => "fix_tests",
             Command::Fix(_) => "fix",
@@ -110,6 +114,12 @@ impl Command {
         matches!(self, Command::FixTests | Command::Fix(_))
     }
 
+    /// Whether the command asks the model (everything but `help` and
+    /// `approve`, which runs what it approves).
+    pub fn uses_model(&self) -> bool {
+        !matches!(self, Command::Help | Command::Approve)
+    }
+
     /// Whether the command only reads and comments ([`Command::Review`],
     /// [`Command::Plan`], [`Command::Summarize`], [`Command::Help`],
     /// [`Command::Question`]). [`Command::Approve`] is neither read-only nor
@@ -117,7 +127,7 @@ impl Command {
     pub fn read_only(&self) -> bool {
         matches!(
             self,
-            Command::Review
+            Command::Review { .. }
                 | Command::Plan
                 | Command::Summarize
                 | Command::Help
@@ -299,7 +309,9 @@ fn interpret(rest: &str) -> Command {
     }
     let (word, after) = split_word(rest);
     match keyword(word).as_str() {
-        "review" => Command::Review,
+        "review" => Command::Review {
+            full: keyword(split_word(after).0) == "full",
+        },
         "plan" => Command::Plan,
         "summarize" | "summarise" => Command::Summarize,
         "approve" => Command::Approve,
@@ -336,7 +348,7 @@ mod tests {
     #[test]
     fn names_and_classes() {
         let all = [
-            Command::Review,
+            Command::Review { full: false },
             Command::Plan,
             Command::FixTests,
             Command::Fix("x".into()),
@@ -369,7 +381,16 @@ mod tests {
     #[test]
     fn every_form() {
         let cases: &[(&str, Option<Command>)] = &[
-            ("@Penguin review", Some(Command::Review)),
+            ("@Penguin review", Some(Command::Review { full: false })),
+            ("@Penguin review full", Some(Command::Review { full: true })),
+            (
+                "@Penguin review FULL, please",
+                Some(Command::Review { full: true }),
+            ),
+            (
+                "@Penguin review fully",
+                Some(Command::Review { full: false }),
+            ),
             ("@Penguin plan", Some(Command::Plan)),
             ("@Penguin fix tests", Some(Command::FixTests)),
             ("@Penguin fix test", Some(Command::FixTests)),
@@ -386,7 +407,7 @@ mod tests {
             ("@Penguin", Some(Command::Help)),
             ("@Penguin   \n\n  ", Some(Command::Help)),
             ("@Penguin why is this slow?", q("why is this slow?")),
-            ("/penguin review", Some(Command::Review)),
+            ("/penguin review", Some(Command::Review { full: false })),
             ("/penguin fix tests", Some(Command::FixTests)),
             ("/penguin", Some(Command::Help)),
             ("/penguin what does this do?", q("what does this do?")),
@@ -406,22 +427,28 @@ mod tests {
             "@PenGuin Review",
             "/PENGUIN review",
         ] {
-            assert_eq!(p(body), Some(Command::Review), "{body:?}");
+            assert_eq!(p(body), Some(Command::Review { full: false }), "{body:?}");
         }
         assert_eq!(p("@penguin FIX Tests"), Some(Command::FixTests));
         assert_eq!(p("@penguin Fix The Bug"), fix("The Bug"));
-        assert_eq!(parse("@MyBot review", "@mybot"), Some(Command::Review));
+        assert_eq!(
+            parse("@MyBot review", "@mybot"),
+            Some(Command::Review { full: false })
+        );
     }
 
     #[test]
     fn punctuation() {
         let cases: &[(&str, Option<Command>)] = &[
-            ("@penguin, review", Some(Command::Review)),
-            ("@Penguin: review please", Some(Command::Review)),
-            ("@Penguin review!", Some(Command::Review)),
-            ("@Penguin review.", Some(Command::Review)),
-            ("@Penguin review?", Some(Command::Review)),
-            ("(@Penguin review)", Some(Command::Review)),
+            ("@penguin, review", Some(Command::Review { full: false })),
+            (
+                "@Penguin: review please",
+                Some(Command::Review { full: false }),
+            ),
+            ("@Penguin review!", Some(Command::Review { full: false })),
+            ("@Penguin review.", Some(Command::Review { full: false })),
+            ("@Penguin review?", Some(Command::Review { full: false })),
+            ("(@Penguin review)", Some(Command::Review { full: false })),
             ("@Penguin help?", Some(Command::Help)),
             ("@Penguin help me read this", q("help me read this")),
             ("@Penguin fix tests.", Some(Command::FixTests)),
@@ -468,11 +495,11 @@ mod tests {
             p("@Penguin why does\nthis fail?\n\n```\nerror: boom\n```"),
             q("why does\nthis fail?\n\n```\nerror: boom\n```")
         );
-        assert_eq!(p("@Penguin\nreview"), Some(Command::Review));
+        assert_eq!(p("@Penguin\nreview"), Some(Command::Review { full: false }));
         assert_eq!(p("@Penguin plan\n@Penguin fix tests"), Some(Command::Plan));
         assert_eq!(
             p("/penguin review\nthen @Penguin approve"),
-            Some(Command::Review)
+            Some(Command::Review { full: false })
         );
         assert_eq!(
             p("Hello @Penguin approve then /penguin fix tests"),
@@ -486,7 +513,7 @@ mod tests {
             ("```\n@Penguin fix tests\n```", None),
             (
                 "```text\n@Penguin fix tests\n```\n@Penguin review",
-                Some(Command::Review),
+                Some(Command::Review { full: false }),
             ),
             ("~~~\n@Penguin fix tests\n~~~", None),
             (
@@ -503,8 +530,14 @@ mod tests {
             ("Run `@Penguin fix tests` to fix them", None),
             ("Run ``@Penguin `x` fix`` now", None),
             ("Run `@Penguin\nfix tests` now", None),
-            ("a ` b\n\n@Penguin review `", Some(Command::Review)),
-            ("```not a fence``` @Penguin review", Some(Command::Review)),
+            (
+                "a ` b\n\n@Penguin review `",
+                Some(Command::Review { full: false }),
+            ),
+            (
+                "```not a fence``` @Penguin review",
+                Some(Command::Review { full: false }),
+            ),
             ("``` @Penguin review", None),
         ];
         for (body, expected) in cases {
@@ -521,7 +554,7 @@ mod tests {
             (">> @Penguin approve", None),
             (
                 "> @Penguin fix tests\n\n@Penguin review",
-                Some(Command::Review),
+                Some(Command::Review { full: false }),
             ),
             ("> ```\n@Penguin plan", Some(Command::Plan)),
         ];
@@ -570,11 +603,17 @@ mod tests {
             ("| a |\n|---|\n| @Penguin fix tests |", None),
             ("![@Penguin fix tests](https://example.com/x.png)", None),
             // Prose, list items and visible inline markup still count.
-            ("- @Penguin review", Some(Command::Review)),
+            ("- @Penguin review", Some(Command::Review { full: false })),
             ("* [ ] @Penguin plan", Some(Command::Plan)),
-            ("Please **now** @Penguin review", Some(Command::Review)),
+            (
+                "Please **now** @Penguin review",
+                Some(Command::Review { full: false }),
+            ),
             ("[//]: # (hidden)\n\n@Penguin plan", Some(Command::Plan)),
-            ("    code\n\n@Penguin review", Some(Command::Review)),
+            (
+                "    code\n\n@Penguin review",
+                Some(Command::Review { full: false }),
+            ),
         ];
         for (body, expected) in cases {
             assert_eq!(&p(body), expected, "{body:?}");
@@ -589,12 +628,18 @@ mod tests {
         assert_eq!(p("<!-- x --><!-- /penguin fix tests -->"), None);
         assert_eq!(
             p("<!-- @Penguin approve -->@Penguin review"),
-            Some(Command::Review)
+            Some(Command::Review { full: false })
         );
         // Invisible characters are removed before looking: what renders as
         // a mention is one (see the module documentation).
-        assert_eq!(p("@Pen\u{200b}guin review"), Some(Command::Review));
-        assert_eq!(p("@Penguin re\u{200b}view"), Some(Command::Review));
+        assert_eq!(
+            p("@Pen\u{200b}guin review"),
+            Some(Command::Review { full: false })
+        );
+        assert_eq!(
+            p("@Penguin re\u{200b}view"),
+            Some(Command::Review { full: false })
+        );
         // …and they cannot hide comment delimiters.
         assert_eq!(p("<\u{200b}!-- @Penguin fix tests -->"), None);
         // Hidden text after a visible mention is gone from the question too.
@@ -628,11 +673,14 @@ mod tests {
     fn custom_trigger() {
         assert_eq!(
             parse("@acme-bot review", "@acme-bot"),
-            Some(Command::Review)
+            Some(Command::Review { full: false })
         );
         assert_eq!(parse("@acme-bot-x review", "@acme-bot"), None);
         assert_eq!(parse("@Penguin review", "@acme-bot"), None);
-        assert_eq!(parse("/penguin review", "@acme-bot"), Some(Command::Review));
+        assert_eq!(
+            parse("/penguin review", "@acme-bot"),
+            Some(Command::Review { full: false })
+        );
         assert_eq!(parse("@Penguin review", ""), None);
         assert_eq!(parse("@Penguin review", "@"), None);
         // Configurations require the `@`; without it only `/penguin` works.
@@ -647,7 +695,7 @@ mod tests {
         let padding = "a ".repeat(MAX_BODY_BYTES / 2 - 10);
         assert_eq!(
             p(&format!("{padding}@Penguin review")),
-            Some(Command::Review)
+            Some(Command::Review { full: false })
         );
         // A multi-byte character at the cut is dropped whole.
         let body = format!("@Penguin {}é", "x".repeat(MAX_BODY_BYTES - 10));

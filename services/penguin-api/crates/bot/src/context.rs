@@ -63,8 +63,9 @@ impl ModelAccess {
     }
 
     /// One completion: `system` instructions, then `prompt` (untrusted text
-    /// must already be stripped of hidden content). Errors are redacted.
-    pub async fn ask(&self, system: &str, prompt: &str) -> BotResult<String> {
+    /// must already be stripped of hidden content); the answer and the
+    /// tokens it used. Errors are redacted.
+    pub async fn ask(&self, system: &str, prompt: &str) -> BotResult<(String, u64)> {
         let (model, name) = self.chat()?;
         let answer = model
             .complete(ChatRequest {
@@ -77,8 +78,14 @@ impl ModelAccess {
             })
             .await?;
         (self.on_usage)(answer.usage);
-        Ok(answer.message.content)
+        let tokens = answer.usage.map_or(0, |u| u64::from(u.total_tokens));
+        Ok((answer.message.content, tokens))
     }
+}
+
+/// Today's date (UTC), the budget's day.
+fn today() -> String {
+    chrono::Utc::now().format("%Y-%m-%d").to_string()
 }
 
 /// The bot's narrow view of the server.
@@ -112,6 +119,34 @@ pub struct BotContext {
 }
 
 impl BotContext {
+    /// Adds `tokens` to what `repository` spent today (UTC), for the daily
+    /// budget. Best effort: a failing store must not fail the command
+    /// whose tokens are already spent.
+    pub async fn charge(&self, repository: &str, tokens: u64) {
+        if tokens == 0 {
+            return;
+        }
+        if let Err(e) = self
+            .store
+            .add_model_usage(repository, &today(), tokens)
+            .await
+        {
+            tracing::warn!(error = %e, "could not record the repository's model usage");
+        }
+    }
+
+    /// [`ModelAccess::ask`] on behalf of `repository`, whose budget pays.
+    pub async fn ask(&self, repository: &str, system: &str, prompt: &str) -> BotResult<String> {
+        let (text, tokens) = self.model.ask(system, prompt).await?;
+        self.charge(repository, tokens).await;
+        Ok(text)
+    }
+
+    /// The model tokens `repository` spent today (UTC).
+    pub async fn tokens_spent_today(&self, repository: &str) -> BotResult<u64> {
+        Ok(self.store.model_usage(repository, &today()).await?)
+    }
+
     /// The link to a task in the api.
     pub fn task_url(&self, task_id: &str) -> String {
         format!(

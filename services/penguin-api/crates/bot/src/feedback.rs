@@ -198,7 +198,7 @@ async fn create_check_run(
     let (client, checks) = (run.client, &run.config.github.checks);
     let (owner, repo) = (client.owner.as_str(), client.repo.as_str());
     let name = match run.command {
-        Command::Review => &checks.check_names.review,
+        Command::Review { .. } => &checks.check_names.review,
         Command::Plan => &checks.check_names.plan,
         Command::FixTests | Command::Fix(_) => &checks.check_names.tests,
         _ => return None,

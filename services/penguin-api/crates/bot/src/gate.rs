@@ -212,7 +212,7 @@ mod tests {
 
     fn command(name: &str) -> Command {
         match name {
-            "review" => Command::Review,
+            "review" => Command::Review { full: false },
             "plan" => Command::Plan,
             "fix_tests" => Command::FixTests,
             "fix" => Command::Fix("the bug".into()),
@@ -273,7 +273,13 @@ mod tests {
             ..Actor::default()
         };
         assert_eq!(
-            decide(&config, &Command::Review, &a, &issue(), false),
+            decide(
+                &config,
+                &Command::Review { full: false },
+                &a,
+                &issue(),
+                false
+            ),
             Decision::Allow
         );
     }
@@ -404,7 +410,13 @@ mod tests {
         let mut nobody = actor(None, "NONE");
         nobody.login = String::new();
         assert_eq!(
-            kind(&decide(&empty, &Command::Review, &nobody, &issue(), false)),
+            kind(&decide(
+                &empty,
+                &Command::Review { full: false },
+                &nobody,
+                &issue(),
+                false
+            )),
             "deny"
         );
     }
@@ -416,7 +428,13 @@ mod tests {
             ..BotConfig::default()
         };
         let a = actor(Some("read"), "CONTRIBUTOR");
-        let Decision::Deny(reason) = decide(&config, &Command::Review, &a, &issue(), false) else {
+        let Decision::Deny(reason) = decide(
+            &config,
+            &Command::Review { full: false },
+            &a,
+            &issue(),
+            false,
+        ) else {
             panic!()
         };
         assert!(

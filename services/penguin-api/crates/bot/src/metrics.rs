@@ -41,6 +41,8 @@ pub struct BotMetrics {
     received: Family<Labels, Counter>,
     processed: Family<Labels, Counter>,
     dedupe_hits: Counter,
+    review_findings: Counter,
+    budget_refusals: Counter,
     queue_depth: Gauge,
     start_lag: Histogram,
     commands: Family<Labels, Counter>,
@@ -63,6 +65,8 @@ impl BotMetrics {
             received: Family::default(),
             processed: Family::default(),
             dedupe_hits: Counter::default(),
+            review_findings: Counter::default(),
+            budget_refusals: Counter::default(),
             queue_depth: Gauge::default(),
             start_lag: Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0]),
             commands: Family::default(),
@@ -107,6 +111,16 @@ impl BotMetrics {
             metrics.command_duration.clone(),
         );
         registry.register(
+            "review_findings",
+            "New findings posted by reviews (repeats of open ones are not posted)",
+            metrics.review_findings.clone(),
+        );
+        registry.register(
+            "budget_refusals",
+            "Commands and automatic reviews held back because a repository's daily token budget was spent",
+            metrics.budget_refusals.clone(),
+        );
+        registry.register(
             "model_tokens",
             "Model tokens used (prompt and completion)",
             metrics.model_tokens.clone(),
@@ -138,6 +152,16 @@ impl BotMetrics {
                 ("result".into(), result.into()),
             ])
             .inc();
+    }
+
+    /// New findings a review posted.
+    pub fn review_findings(&self, n: u64) {
+        self.review_findings.inc_by(n);
+    }
+
+    /// A command or automatic review held back by the daily token budget.
+    pub fn budget_refusal(&self) {
+        self.budget_refusals.inc();
     }
 
     /// A duplicate delivery or comment.

@@ -60,7 +60,17 @@ async fn auto_review(
     let client = ctx.github.repo(&m.repository, TOKEN_PERMISSIONS).await?;
     let result = match repo_config::narrowed(&client, config).await {
         // The repository may have switched reviews off.
-        Ok(config) => run_mention(ctx, &config, delivery, &m, Command::Review, &client).await,
+        Ok(config) => {
+            run_mention(
+                ctx,
+                &config,
+                delivery,
+                &m,
+                Command::Review { full: false },
+                &client,
+            )
+            .await
+        }
         Err(e) => Ok(Outcome::Ignored(format!("automatic review skipped: {e}"))),
     };
     finish(ctx, client).await;
@@ -180,6 +190,9 @@ async fn run_mention(
         if let Some(outcome) = limits(ctx, client, m).await? {
             return Ok(outcome);
         }
+        if let Some(outcome) = budget(ctx, config, client, m, &command, &pull).await? {
+            return Ok(outcome);
+        }
     }
     if command.writes() {
         match approval::policy_allows_write(&ctx.policy) {
@@ -189,8 +202,9 @@ async fn run_mention(
             }
             Ok(false) => {
                 tracing::info!(delivery_id = %delivery.delivery_id, command = command.name(), "waiting for approval");
-                approval::request(ctx, config, client, m, &command, pull.head_sha.as_deref())
-                    .await?;
+                let why = approval::Why::Writes;
+                let head = pull.head_sha.as_deref();
+                approval::request(ctx, config, client, m, &command, head, why).await?;
                 return Ok(Outcome::Done("waiting for approval".into()));
             }
             Ok(true) => {}
@@ -241,6 +255,39 @@ async fn run_mention(
             Ok(Outcome::Done(summary))
         }
     }
+}
+
+/// The daily token budget: once a repository spent it, automatic reviews
+/// stop and commands that use the model wait for a maintainer's `approve`
+/// (`Some`: the delivery ends with that outcome).
+async fn budget(
+    ctx: &BotContext,
+    config: &ServerConfig,
+    client: &RepoClient,
+    m: &Mention,
+    command: &Command,
+    pull: &Pull,
+) -> BotResult<Option<Outcome>> {
+    let daily = config.github.budget.daily_tokens;
+    if daily == 0 || !command.uses_model() {
+        return Ok(None);
+    }
+    let spent = ctx.tokens_spent_today(&m.repository).await?;
+    if spent < daily {
+        return Ok(None);
+    }
+    ctx.metrics.budget_refusal();
+    if m.automatic {
+        return Ok(Some(Outcome::Ignored(format!(
+            "automatic review skipped: the daily token budget is spent ({spent} of {daily})"
+        ))));
+    }
+    let why = approval::Why::Budget { spent, daily };
+    let head = pull.head_sha.as_deref();
+    approval::request(ctx, config, client, m, command, head, why).await?;
+    Ok(Some(Outcome::Done(format!(
+        "waiting for approval: the daily token budget is spent ({spent} of {daily})"
+    ))))
 }
 
 /// An `approve` and who gives it, as the gate saw them.

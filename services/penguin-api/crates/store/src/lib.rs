@@ -1,5 +1,6 @@
 //! Durable storage for penguin-api: conversations and their checkpoints,
-//! agent tasks, key/value settings and GitHub webhook deliveries, in one
+//! agent tasks, key/value settings, GitHub webhook deliveries, pull request
+//! reviews and their findings, and model usage per repository, in one
 //! SQLite database (`{data_dir}/penguin.db`) that survives restarts.
 //!
 //! The database runs in WAL mode with foreign keys on, a busy timeout and
@@ -18,6 +19,7 @@ mod checkpoints;
 mod conversations;
 mod deliveries;
 mod error;
+mod reviews;
 mod schema;
 mod settings;
 mod tasks;
@@ -34,6 +36,7 @@ use std::{
 use rusqlite::Connection;
 
 pub use error::StoreError;
+pub use reviews::{FindingState, NewReview, ReviewRecord, StoredFinding};
 pub use schema::SCHEMA_VERSION;
 pub use tasks::INTERRUPTED_LOG_LINE;
 pub use types::{

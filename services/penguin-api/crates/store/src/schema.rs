@@ -121,6 +121,47 @@ const MIGRATIONS: &[&str] = &[
         SELECT 'comment:' || comment_id, delivery_id, claimed_at FROM claimed_comments;
     DROP TABLE claimed_comments;
     "#,
+    // 5: pull request reviews (the head each covered, so the next one reviews
+    // only what is new), the findings they posted (fingerprints, so a finding
+    // is posted once and its thread told when it is addressed), and model
+    // tokens spent per repository per day (the daily budget).
+    r#"
+    CREATE TABLE reviews (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        repository  TEXT NOT NULL,
+        number      INTEGER NOT NULL,
+        head_sha    TEXT NOT NULL,
+        from_sha    TEXT,
+        review_id   INTEGER,
+        model       TEXT NOT NULL,
+        tokens      INTEGER NOT NULL,
+        created_at  TEXT NOT NULL
+    );
+    CREATE INDEX reviews_pull ON reviews (repository, number, id);
+
+    CREATE TABLE review_findings (
+        repository  TEXT NOT NULL,
+        number      INTEGER NOT NULL,
+        fingerprint TEXT NOT NULL,
+        path        TEXT NOT NULL,
+        line        INTEGER NOT NULL,
+        side        TEXT NOT NULL,
+        anchor      TEXT NOT NULL,
+        title       TEXT NOT NULL,
+        comment_id  INTEGER,
+        state       TEXT NOT NULL,
+        sha         TEXT NOT NULL,
+        updated_at  TEXT NOT NULL,
+        PRIMARY KEY (repository, number, fingerprint)
+    );
+
+    CREATE TABLE model_usage (
+        repository  TEXT NOT NULL,
+        day         TEXT NOT NULL,
+        tokens      INTEGER NOT NULL,
+        PRIMARY KEY (repository, day)
+    );
+    "#,
 ];
 
 /// The schema version this build creates and understands.
@@ -186,6 +227,9 @@ mod tests {
                 "conversations",
                 "deliveries",
                 "messages",
+                "model_usage",
+                "review_findings",
+                "reviews",
                 "settings",
                 "task_logs",
                 "tasks"

@@ -25,7 +25,7 @@ use crate::runner::{CommandOutput, CommandRunner};
 use penguin_llm::{ToolCall, ToolSpec};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,6 +81,7 @@ pub struct ToolRegistry {
     policy: Arc<SecurityPolicy>,
     runner: Option<Arc<dyn CommandRunner>>,
     command_timeout: Duration,
+    finish: Option<ToolSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,7 +164,20 @@ impl ToolRegistry {
             policy,
             runner: None,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            finish: None,
         }
+    }
+
+    /// Replaces `finish`'s description and parameters (a JSON schema of an
+    /// object): the run then ends with the arguments as JSON text, for a
+    /// caller that wants a structured answer (a review's findings).
+    pub fn with_finish(mut self, description: impl Into<String>, parameters: Value) -> Self {
+        self.finish = Some(ToolSpec {
+            name: "finish".into(),
+            description: description.into(),
+            parameters,
+        });
+        self
     }
 
     /// Where `run_command` runs.
@@ -307,6 +321,10 @@ impl ToolRegistry {
                 }),
             });
         }
+        if let Some(finish) = &self.finish {
+            specs.push(finish.clone());
+            return specs;
+        }
         specs.push(ToolSpec {
             name: "finish".into(),
             description: "End the work with a summary of what changed and why.".into(),
@@ -330,6 +348,16 @@ impl ToolRegistry {
             "edit_file" => self.edit_file(&call.arguments).await,
             "create_file" => self.create_file(&call.arguments).await,
             "delete_file" => self.delete_file(&call.arguments).await,
+            "finish" if self.finish.is_some() => {
+                match parse_args::<serde_json::Map<String, Value>>(&call.arguments) {
+                    Ok(args) => ActionResult::new(
+                        "finish",
+                        ActionStatus::Completed,
+                        Value::Object(args).to_string(),
+                    ),
+                    Err(e) => ActionResult::new("finish", ActionStatus::Error, e),
+                }
+            }
             "finish" => match parse_args::<FinishArgs>(&call.arguments) {
                 Ok(args) => ActionResult::new("finish", ActionStatus::Completed, args.summary),
                 Err(e) => ActionResult::new("finish", ActionStatus::Error, e),
@@ -809,6 +837,35 @@ fn cut(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_custom_finish_returns_its_arguments() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = Arc::new(SecurityPolicy::default_with(&[]));
+        let schema = json!({"type": "object", "properties": {"findings": {"type": "array"}}});
+        let tools = ToolRegistry::new(dir.path().to_path_buf(), policy)
+            .with_finish("Submit the findings.", schema.clone());
+        let finish = tools
+            .specs()
+            .into_iter()
+            .find(|s| s.name == "finish")
+            .unwrap();
+        assert_eq!(
+            (finish.description.as_str(), &finish.parameters),
+            ("Submit the findings.", &schema)
+        );
+        let call = |arguments: &str| ToolCall {
+            id: "1".into(),
+            name: "finish".into(),
+            arguments: arguments.into(),
+        };
+        let done = tools.call(&call(r#"{"findings": [{"line": 3}]}"#)).await;
+        assert_eq!(done.status, ActionStatus::Completed);
+        let back: Value = serde_json::from_str(&done.result).unwrap();
+        assert_eq!(back, json!({"findings": [{"line": 3}]}));
+        let bad = tools.call(&call("[1]")).await;
+        assert_eq!(bad.status, ActionStatus::Error);
+    }
 
     #[test]
     fn args_parsing() {

@@ -21,8 +21,8 @@ pub fn subject(m: &Mention) -> String {
 /// `plan`: a Markdown checklist.
 pub async fn plan(ctx: &BotContext, m: &Mention) -> BotResult<String> {
     let answer = ctx
-        .model
         .ask(
+            &m.repository,
             "You plan software work. Answer with a short plan as a Markdown checklist (`- [ ] step`), nothing else.",
             &subject(m),
         )
@@ -32,12 +32,12 @@ pub async fn plan(ctx: &BotContext, m: &Mention) -> BotResult<String> {
 
 /// `summarize`: a few sentences.
 pub async fn summarize(ctx: &BotContext, m: &Mention) -> BotResult<String> {
-    ctx.model
-        .ask(
-            "Summarize this issue or pull request in a few sentences for a maintainer.",
-            &subject(m),
-        )
-        .await
+    ctx.ask(
+        &m.repository,
+        "Summarize this issue or pull request in a few sentences for a maintainer.",
+        &subject(m),
+    )
+    .await
 }
 
 /// Anything else addressed to the bot: answered briefly.
@@ -48,8 +48,8 @@ pub async fn question(ctx: &BotContext, m: &Mention, question: &str) -> BotResul
         m.login,
         penguin_agent::strip_hidden(question)
     );
-    ctx.model
-        .ask(
+    ctx.ask(
+            &m.repository,
             "You are Penguin, a coding assistant on GitHub. Answer the question about this issue or pull request briefly.",
             &prompt,
         )
@@ -60,7 +60,7 @@ pub async fn question(ctx: &BotContext, m: &Mention, question: &str) -> BotResul
 pub fn help(config: &ServerConfig) -> String {
     let trigger = &config.github.bot.mention_trigger;
     format!(
-        "Commands: `{trigger} review` (pull requests), `{trigger} plan`, `{trigger} summarize`, `{trigger} fix tests`, \
+        "Commands: `{trigger} review` (pull requests; `{trigger} review full` reviews everything again), `{trigger} plan`, `{trigger} summarize`, `{trigger} fix tests`, \
          `{trigger} approve`, `{trigger} help`; anything else is answered as a question. `/penguin <command>` works too.\n\
          Enabled here: {}",
         config.github.bot.enabled_commands.join(", ")

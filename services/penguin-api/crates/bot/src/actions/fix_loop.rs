@@ -246,6 +246,8 @@ pub async fn repair(
         );
         rounds.steps.extend(steps);
         ctx.model.record_usage(Some(outcome.usage));
+        ctx.charge(brief.repository, outcome.usage.total_tokens.into())
+            .await;
         rounds.usage.prompt_tokens += outcome.usage.prompt_tokens;
         rounds.usage.completion_tokens += outcome.usage.completion_tokens;
         rounds.usage.total_tokens += outcome.usage.total_tokens;

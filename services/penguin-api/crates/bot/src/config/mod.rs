@@ -28,7 +28,15 @@
 //!     enabled: true
 //!     label_map: { needs_input: "penguin:needs-input", in_progress: "penguin:in-progress",
 //!                  done: "penguin:done", failed: "penguin:failed" }
-//!   review: { max_files: 50, max_diff_lines: 2000, allow_request_changes: false, allow_approve: false }
+//!   review:
+//!     max_files: 50                      # files reviewed at most; the rest are listed
+//!     max_diff_lines: 2000               # a file with a longer patch is listed, not reviewed
+//!     max_prompt_tokens: 24000           # larger diffs are reviewed in chunks of files
+//!     max_iterations: 8                  # model calls per chunk (read-only tools)
+//!     request_changes_on: []             # e.g. [high]; otherwise reviews only COMMENT
+//!     ignore: ["**/*.lock", "**/package-lock.json"]   # globs never reviewed
+//!     path_instructions: { "src/db/**": "Check every query for injection." }
+//!   budget: { daily_tokens: 0 }          # per repository per UTC day; 0 = no budget
 //!   fix_tests: { test_command: "cargo test", max_rounds: 3, timeout_secs: 600, commit_via_api: false,
 //!                max_iterations: 25, time_limit_secs: 1800, token_budget: 400000,
 //!                on_failure: fail,            # or draft: a draft PR says what still fails
@@ -175,6 +183,8 @@ pub struct GitHubConfig {
     pub review: ReviewConfig,
     /// `github.fix_tests`.
     pub fix_tests: FixTestsConfig,
+    /// `github.budget`.
+    pub budget: BudgetConfig,
     /// How long deliveries and task records are kept (default 7, at least 1).
     pub retention_days: u32,
     /// `github.delivery_retries`.
@@ -190,6 +200,7 @@ impl Default for GitHubConfig {
             labels: LabelsConfig::default(),
             review: ReviewConfig::default(),
             fix_tests: FixTestsConfig::default(),
+            budget: BudgetConfig::default(),
             retention_days: 7,
             delivery_retries: DeliveryRetries::default(),
         }
@@ -435,17 +446,26 @@ impl Default for LabelMap {
     }
 }
 
-/// `github.review`: limits and powers of pull request reviews.
+/// `github.review`: what pull request reviews look at and may do. A
+/// review never approves.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ReviewConfig {
-    /// Files looked at (default 50, at least 1).
+    /// Files reviewed at most (default 50, at least 1); the rest are listed.
     pub max_files: usize,
-    /// Diff lines looked at (default 2000, at least 1).
+    /// A file whose patch is longer is listed, not reviewed (default 2000).
     pub max_diff_lines: usize,
-    /// Whether a review may request changes (default false: comments only).
-    pub allow_request_changes: bool,
-    /// Whether a review may approve (default false).
-    pub allow_approve: bool,
+    /// The diff part of one prompt, in estimated tokens (default 24000,
+    /// 1000..=1000000); larger diffs are reviewed in chunks of files.
+    pub max_prompt_tokens: usize,
+    /// Model calls per chunk, tool calls included (default 8, 1..=50).
+    pub max_iterations: u32,
+    /// Severities that make the review `REQUEST_CHANGES` (default none:
+    /// `COMMENT` only). `allow_request_changes: true` means `[high]`.
+    pub request_changes_on: Vec<Severity>,
+    /// Globs of paths never reviewed (lock files, generated code).
+    pub ignore: Vec<String>,
+    /// Glob → extra instructions for the files it matches.
+    pub path_instructions: BTreeMap<String, String>,
 }
 
 impl Default for ReviewConfig {
@@ -453,10 +473,65 @@ impl Default for ReviewConfig {
         ReviewConfig {
             max_files: 50,
             max_diff_lines: 2000,
-            allow_request_changes: false,
-            allow_approve: false,
+            max_prompt_tokens: 24_000,
+            max_iterations: 8,
+            request_changes_on: Vec::new(),
+            ignore: Vec::new(),
+            path_instructions: BTreeMap::new(),
         }
     }
+}
+
+/// How much a review finding matters.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// A bug, a security hole or data loss.
+    High,
+    /// Likely wrong or risky.
+    Medium,
+    /// Worth a look.
+    Low,
+    /// Style and naming.
+    Nit,
+}
+
+impl Severity {
+    /// Every severity, most serious first.
+    pub const ALL: [Severity; 4] = [
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+        Severity::Nit,
+    ];
+
+    /// `high`, `medium`, `low` or `nit`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+            Severity::Nit => "nit",
+        }
+    }
+
+    /// The severity named `name` (case-insensitive).
+    pub fn parse(name: &str) -> Option<Severity> {
+        Severity::ALL
+            .into_iter()
+            .find(|s| s.as_str().eq_ignore_ascii_case(name.trim()))
+    }
+}
+
+/// `github.budget`: how many model tokens the bot may spend per repository.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct BudgetConfig {
+    /// Tokens per repository per UTC day (0: no budget). Once spent,
+    /// automatic reviews stop and commands wait for a maintainer's
+    /// `approve`.
+    pub daily_tokens: u64,
 }
 
 /// `github.fix_tests`.
@@ -668,6 +743,23 @@ impl ServerConfig {
                 *target = name.clone();
             }
         }
+        // Additive only: more paths left out, more instructions.
+        let review = &mut out.github.review;
+        for glob in &repo.review_ignore {
+            if !review.ignore.contains(glob) {
+                review.ignore.push(glob.clone());
+            }
+        }
+        for (glob, text) in &repo.review_path_instructions {
+            review
+                .path_instructions
+                .entry(glob.clone())
+                .and_modify(|t| {
+                    t.push('\n');
+                    t.push_str(text);
+                })
+                .or_insert_with(|| text.clone());
+        }
         out
     }
 }
@@ -684,6 +776,7 @@ const GITHUB_KEYS: &[&str] = &[
     "labels",
     "review",
     "fix_tests",
+    "budget",
     "retention_days",
     "delivery_retries",
 ];
@@ -708,6 +801,12 @@ fn parse_github(node: Node<'_>) -> Result<GitHubConfig, ConfigError> {
     }
     if let Some(n) = map.get("fix_tests") {
         c.fix_tests = parse_fix_tests(n)?;
+    }
+    if let Some(n) = map.get("budget") {
+        let budget = n.map(&["daily_tokens"])?;
+        if let Some(n) = budget.get("daily_tokens") {
+            c.budget.daily_tokens = n.u64_in(0, 10_000_000_000)?;
+        }
     }
     if let Some(n) = map.get("retention_days") {
         c.retention_days = n.u64_in(1, 3650)? as u32;
@@ -969,8 +1068,13 @@ fn parse_review(node: Node<'_>) -> Result<ReviewConfig, ConfigError> {
     let map = node.map(&[
         "max_files",
         "max_diff_lines",
+        "max_prompt_tokens",
+        "max_iterations",
+        "request_changes_on",
         "allow_request_changes",
         "allow_approve",
+        "ignore",
+        "path_instructions",
     ])?;
     let mut c = ReviewConfig::default();
     if let Some(n) = map.get("max_files") {
@@ -979,13 +1083,74 @@ fn parse_review(node: Node<'_>) -> Result<ReviewConfig, ConfigError> {
     if let Some(n) = map.get("max_diff_lines") {
         c.max_diff_lines = n.u64_in(1, 10_000_000)? as usize;
     }
+    if let Some(n) = map.get("max_prompt_tokens") {
+        c.max_prompt_tokens = n.u64_in(1000, 1_000_000)? as usize;
+    }
+    if let Some(n) = map.get("max_iterations") {
+        c.max_iterations = n.u64_in(1, 50)? as u32;
+    }
     if let Some(n) = map.get("allow_request_changes") {
-        c.allow_request_changes = n.bool()?;
+        if n.bool()? {
+            c.request_changes_on = vec![Severity::High];
+        }
+    }
+    if let Some(n) = map.get("request_changes_on") {
+        c.request_changes_on = severities(n)?;
     }
     if let Some(n) = map.get("allow_approve") {
-        c.allow_approve = n.bool()?;
+        if n.bool()? {
+            return Err(n.error("a review never approves: a model's word is not an approval"));
+        }
+    }
+    if let Some(n) = map.get("ignore") {
+        c.ignore = globs(n)?;
+    }
+    if let Some(n) = map.get("path_instructions") {
+        c.path_instructions = path_instructions(n)?;
     }
     Ok(c)
+}
+
+/// A list of severity names.
+fn severities(node: Node<'_>) -> Result<Vec<Severity>, ConfigError> {
+    let names = node.string_list(|path, name| match Severity::parse(&name) {
+        Some(_) => Ok(name),
+        None => Err(ConfigError::invalid(
+            path,
+            format!("{name:?} is not a severity (high, medium, low, nit)"),
+        )),
+    })?;
+    let mut out: Vec<Severity> = names.iter().filter_map(|n| Severity::parse(n)).collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// A list of valid globs.
+fn globs(node: Node<'_>) -> Result<Vec<String>, ConfigError> {
+    node.string_list(|path, glob| match globset::Glob::new(&glob) {
+        Ok(_) => Ok(glob),
+        Err(e) => Err(ConfigError::invalid(
+            path,
+            format!("{glob:?} is not a glob: {e}"),
+        )),
+    })
+}
+
+/// A mapping of glob → instructions.
+fn path_instructions(node: Node<'_>) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (glob, path, value) in node.entries()? {
+        if let Err(e) = globset::Glob::new(&glob) {
+            return Err(ConfigError::invalid(
+                path,
+                format!("{glob:?} is not a glob: {e}"),
+            ));
+        }
+        let text = Node::new(value, &path).non_empty_string()?;
+        out.insert(glob, text);
+    }
+    Ok(out)
 }
 
 fn parse_fix_tests(node: Node<'_>) -> Result<FixTestsConfig, ConfigError> {
@@ -1139,6 +1304,11 @@ pub struct RepoConfig {
     pub test_command: Option<String>,
     /// `github.labels.label_map`: the labels named replace the server's.
     pub label_map: RepoLabelMap,
+    /// `github.review.ignore`: added to the server's.
+    pub review_ignore: Vec<String>,
+    /// `github.review.path_instructions`: added to the server's (a glob
+    /// both name keeps both instructions).
+    pub review_path_instructions: BTreeMap<String, String>,
 }
 
 /// The labels a repository renames.
@@ -1155,7 +1325,8 @@ pub struct RepoLabelMap {
 }
 
 const REPO_ALLOWED: &str = "a repository's configuration may only set \
-    github.bot.enabled_commands, github.fix_tests.test_command and github.labels.label_map";
+    github.bot.enabled_commands, github.fix_tests.test_command, github.labels.label_map, \
+    github.review.ignore and github.review.path_instructions";
 
 impl RepoConfig {
     /// Parses a repository's `.penguin/config.yml` (an empty document narrows nothing).
@@ -1170,7 +1341,16 @@ impl RepoConfig {
         let Some(github) = top.get("github") else {
             return Ok(config);
         };
-        let github = github.map_with(&["bot", "fix_tests", "labels"], reject)?;
+        let github = github.map_with(&["bot", "fix_tests", "labels", "review"], reject)?;
+        if let Some(review) = github.get("review") {
+            let review = review.map_with(&["ignore", "path_instructions"], reject)?;
+            if let Some(n) = review.get("ignore") {
+                config.review_ignore = globs(n)?;
+            }
+            if let Some(n) = review.get("path_instructions") {
+                config.review_path_instructions = path_instructions(n)?;
+            }
+        }
         if let Some(bot) = github.get("bot") {
             let bot = bot.map_with(&["enabled_commands"], reject)?;
             if let Some(n) = bot.get("enabled_commands") {

@@ -30,7 +30,16 @@ github:
   labels:
     enabled: false
     label_map: { needs_input: "needs", done: "done!" }
-  review: { max_files: 5, max_diff_lines: 100, allow_request_changes: true, allow_approve: true }
+  review:
+    max_files: 5
+    max_diff_lines: 100
+    max_prompt_tokens: 5000
+    max_iterations: 3
+    request_changes_on: [nit, HIGH, high]
+    allow_approve: false
+    ignore: ["**/*.lock", "gen/**"]
+    path_instructions: { "src/db/**": "Check queries." }
+  budget: { daily_tokens: 100000 }
   fix_tests: { test_command: "make test", max_rounds: 2, timeout_secs: 120, commit_via_api: true }
   retention_days: 30
 hooks:
@@ -105,7 +114,12 @@ fn defaults() {
     assert_eq!(g.labels.label_map.done, "penguin:done");
     assert_eq!(g.labels.label_map.failed, "penguin:failed");
     assert_eq!((g.review.max_files, g.review.max_diff_lines), (50, 2000));
-    assert!(!g.review.allow_request_changes && !g.review.allow_approve);
+    assert!(g.review.request_changes_on.is_empty() && g.review.ignore.is_empty());
+    assert_eq!(
+        (g.review.max_prompt_tokens, g.review.max_iterations),
+        (24_000, 8)
+    );
+    assert_eq!(g.budget.daily_tokens, 0);
     assert_eq!(g.fix_tests.test_command, "cargo test");
     assert_eq!((g.fix_tests.max_rounds, g.fix_tests.timeout_secs), (3, 600));
     assert!(!g.fix_tests.commit_via_api);
@@ -160,7 +174,17 @@ fn full_file() {
     assert_eq!(g.labels.label_map.done, "done!");
     assert_eq!(g.review.max_files, 5);
     assert_eq!(g.review.max_diff_lines, 100);
-    assert!(g.review.allow_request_changes && g.review.allow_approve);
+    assert_eq!(
+        g.review.request_changes_on,
+        [super::Severity::High, super::Severity::Nit]
+    );
+    assert_eq!(
+        (g.review.max_prompt_tokens, g.review.max_iterations),
+        (5000, 3)
+    );
+    assert_eq!(g.review.ignore, ["**/*.lock", "gen/**"]);
+    assert_eq!(g.review.path_instructions["src/db/**"], "Check queries.");
+    assert_eq!(g.budget.daily_tokens, 100_000);
     assert_eq!(g.fix_tests.test_command, "make test");
     assert_eq!((g.fix_tests.max_rounds, g.fix_tests.timeout_secs), (2, 120));
     assert!(g.fix_tests.commit_via_api);
@@ -281,6 +305,36 @@ fn invalid_values_name_the_key_and_reason() {
             "github:\n  bot: { enabled_commands: review }",
             "github.bot.enabled_commands",
             "expected a list, found a string",
+        ),
+        (
+            "github:\n  review: { allow_approve: true }",
+            "github.review.allow_approve",
+            "never approves",
+        ),
+        (
+            "github:\n  review: { request_changes_on: [high, urgent] }",
+            "github.review.request_changes_on[1]",
+            "not a severity",
+        ),
+        (
+            "github:\n  review: { ignore: ['src/[a'] }",
+            "github.review.ignore[0]",
+            "not a glob",
+        ),
+        (
+            "github:\n  review: { path_instructions: { 'src/**': '' } }",
+            "github.review.path_instructions.\"src/**\"",
+            "empty",
+        ),
+        (
+            "github:\n  review: { max_prompt_tokens: 10 }",
+            "github.review.max_prompt_tokens",
+            "between 1000",
+        ),
+        (
+            "github:\n  budget: { daily: 10 }",
+            "github.budget.daily",
+            "unknown key",
         ),
         (
             "github:\n  bot: { read_only_associations: [OWNERS] }",
@@ -642,8 +696,8 @@ fn repo_config_rejects_everything_else() {
             "github.labels.enabled",
         ),
         (
-            "github:\n  review:\n    allow_approve: true\n",
-            "github.review",
+            "github:\n  review:\n    max_files: 3\n",
+            "github.review.max_files",
         ),
         ("github:\n  retention_days: 1\n", "github.retention_days"),
     ];
@@ -795,4 +849,31 @@ fn automatic_reviews_are_configured_by_action_and_label() {
     );
     assert!(err.to_string().contains("merged"), "{err}");
     assert!(ServerConfig::from_yaml("github:\n  bot:\n    auto_review_label: \"  \"\n").is_err());
+}
+
+#[test]
+fn repo_review_settings_only_add() {
+    let server = ServerConfig::from_yaml(
+        "github:\n  review:\n    ignore: ['**/*.lock']\n    path_instructions: { 'src/**': 'Be strict.' }\n",
+    )
+    .unwrap();
+    let repo = RepoConfig::from_yaml(
+        "github:\n  review:\n    ignore: ['gen/**', '**/*.lock']\n    path_instructions: { 'src/**': 'Check errors.', 'docs/**': 'Spelling.' }\n",
+    )
+    .unwrap();
+    let review = server.narrowed_by(&repo).github.review;
+    assert_eq!(review.ignore, ["**/*.lock", "gen/**"]);
+    assert_eq!(
+        review.path_instructions["src/**"],
+        "Be strict.\nCheck errors."
+    );
+    assert_eq!(review.path_instructions["docs/**"], "Spelling.");
+    // Nothing else of `review` can be set by a repository.
+    for text in [
+        "github:\n  review:\n    max_files: 500\n",
+        "github:\n  review:\n    request_changes_on: [nit]\n",
+        "github:\n  budget:\n    daily_tokens: 0\n",
+    ] {
+        assert!(RepoConfig::from_yaml(text).is_err(), "{text}");
+    }
 }
