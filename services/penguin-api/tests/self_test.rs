@@ -34,8 +34,13 @@ async fn self_test_pushes_across_token_rotations_and_falls_back_to_the_credentia
     let github = GitHub::start(Duration::from_secs(3)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
-    let tokenator =
-        Tokenator::start_sharing(workspace_binary("penguin-tokenator"), &github, &run_dir).await;
+    let tokenator = Tokenator::start_sharing(
+        workspace_binary("penguin-tokenator"),
+        &github,
+        &run_dir,
+        &[],
+    )
+    .await;
     let mut env = api::env(dir.path(), None);
     env.extend(tokenator.api_env());
     let (code, pushes, logs) = run(

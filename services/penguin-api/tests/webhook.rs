@@ -147,12 +147,20 @@ async fn checks_answer_in_order_with_githubs_messages() {
     )
     .await;
     assert_eq!(status, 200);
-    // 6. Duplicate delivery.
+    // 6. A GUID already stored (a redelivery) is acknowledged with 2xx, so
+    // GitHub's log shows it delivered, and not stored again.
     let (status, body) = deliver(&api, "ping", Some("d-ping"), br#"{"zen":"again"}"#, SECRET).await;
-    assert_eq!(
-        (status, error_of(&body)["message"].as_str()),
-        (409, Some("Duplicate delivery"))
-    );
+    assert_eq!((status, body["status"].as_str()), (200, Some("duplicate")));
+    // The signature is still checked first.
+    let (status, _) = deliver(
+        &api,
+        "ping",
+        Some("d-ping"),
+        br#"{"zen":"again"}"#,
+        "wrong-secret-0123",
+    )
+    .await;
+    assert_eq!(status, 401);
     // Over GitHub's 25 MB.
     let mut big = b"{\"pad\":\"".to_vec();
     big.extend(std::iter::repeat_n(b'a', 26 * 1024 * 1024));
@@ -204,9 +212,19 @@ async fn a_delivery_acknowledged_before_a_crash_is_processed_after_restart() {
         .await,
         "not processed after restart"
     );
-    // Redelivery after processing is still a duplicate.
-    let (status, _) = deliver(&api, "ping", Some("crash-1"), body, SECRET).await;
-    assert_eq!(status, 409);
+    // Redelivery after processing is acknowledged as a duplicate, and the
+    // stored payload is the first one.
+    let (status, answer) =
+        deliver(&api, "ping", Some("crash-1"), br#"{"zen":"other"}"#, SECRET).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("duplicate"))
+    );
+    let store = Store::open(&api.data).await.unwrap();
+    assert_eq!(
+        store.get_delivery("crash-1").await.unwrap().payload,
+        body.to_vec()
+    );
 }
 
 #[tokio::test]

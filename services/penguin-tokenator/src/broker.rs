@@ -199,6 +199,12 @@ impl TokenBroker {
         matches!(self.inner.source, TokenSource::Static)
     }
 
+    /// The App client with the current key (`None` with a fixed token), for
+    /// App-level calls outside minting (the webhook delivery log).
+    pub fn app_client(&self) -> Option<Arc<AppClient>> {
+        self.app().ok()
+    }
+
     /// The App client (App mode only).
     fn app(&self) -> Result<Arc<AppClient>, BrokerError> {
         match &self.inner.source {

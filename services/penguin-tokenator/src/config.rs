@@ -166,6 +166,40 @@ pub struct Args {
     /// volume filled by another container); 0 fails at once.
     #[arg(long, env = "PENGUIN_TOKENATOR_KEY_WAIT_SECS", default_value_t = 0)]
     pub key_wait_secs: u64,
+    /// How often the App's webhook delivery log is swept for failed
+    /// deliveries to redeliver (App mode); 0 turns the sweep off.
+    #[arg(
+        long,
+        env = "PENGUIN_TOKENATOR_REDELIVER_INTERVAL_SECS",
+        default_value_t = 60
+    )]
+    pub redeliver_interval_secs: u64,
+    /// How far back the first sweep after a start looks (at most GitHub's
+    /// three days).
+    #[arg(
+        long,
+        env = "PENGUIN_TOKENATOR_REDELIVER_LOOKBACK_SECS",
+        default_value_t = 6 * 3600
+    )]
+    pub redeliver_lookback_secs: u64,
+    /// Redeliveries asked for one delivery before giving up on it.
+    #[arg(
+        long,
+        env = "PENGUIN_TOKENATOR_REDELIVER_MAX_ATTEMPTS",
+        default_value_t = 5
+    )]
+    pub redeliver_max_attempts: u32,
+}
+
+/// How failed webhook deliveries are found and redelivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RedeliverSettings {
+    /// Between sweeps (`None`: off).
+    pub interval: Option<Duration>,
+    /// How far back the first sweep looks.
+    pub lookback: Duration,
+    /// Redeliveries per delivery before giving up.
+    pub max_attempts: u32,
 }
 
 /// Where tokens come from.
@@ -252,6 +286,8 @@ pub struct Settings {
     pub key_wait: Duration,
     /// Log format.
     pub log_format: LogFormat,
+    /// Webhook redelivery.
+    pub redeliver: RedeliverSettings,
 }
 
 impl Args {
@@ -297,6 +333,23 @@ impl Args {
             ));
         }
         let (tcp, tcp_off_reason) = self.tcp()?;
+        // GitHub keeps (and redelivers) three days of deliveries.
+        const THREE_DAYS: u64 = 3 * 24 * 3600;
+        if !(1..=THREE_DAYS).contains(&self.redeliver_lookback_secs) {
+            return Err(ConfigError::invalid(
+                "PENGUIN_TOKENATOR_REDELIVER_LOOKBACK_SECS",
+                format!(
+                    "{} is not between 1 and {THREE_DAYS} (GitHub redelivers three days back)",
+                    self.redeliver_lookback_secs
+                ),
+            ));
+        }
+        if !(1..=100).contains(&self.redeliver_max_attempts) {
+            return Err(ConfigError::invalid(
+                "PENGUIN_TOKENATOR_REDELIVER_MAX_ATTEMPTS",
+                format!("{} is not between 1 and 100", self.redeliver_max_attempts),
+            ));
+        }
         Ok(Settings {
             source,
             endpoints: self.endpoints.clone(),
@@ -315,6 +368,12 @@ impl Args {
             github_timeout: Duration::from_secs(self.github_timeout_secs),
             key_wait: Duration::from_secs(self.key_wait_secs),
             log_format: self.log_format,
+            redeliver: RedeliverSettings {
+                interval: (self.redeliver_interval_secs > 0)
+                    .then(|| Duration::from_secs(self.redeliver_interval_secs)),
+                lookback: Duration::from_secs(self.redeliver_lookback_secs),
+                max_attempts: self.redeliver_max_attempts,
+            },
         })
     }
 

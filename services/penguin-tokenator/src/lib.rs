@@ -11,6 +11,7 @@ pub mod git_credential;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
+pub mod redeliver;
 pub mod secret_file;
 
 use broker::{TokenBroker, TokenSource};
@@ -392,6 +393,14 @@ fn spawn_background(
         ));
     }
 
+    if matches!(settings.source, SourceSettings::App { .. }) {
+        let broker = broker.clone();
+        tokio::spawn(redeliver::run(
+            settings.redeliver,
+            move || broker.app_client(),
+            metrics.clone(),
+        ));
+    }
     match &settings.source {
         SourceSettings::App { key_path, .. } => {
             let broker = broker.clone();

@@ -28,6 +28,14 @@ pub struct Metrics {
     pub grpc_requests: Family<Labels, Counter>,
     /// Rewrites of kept secret files by `file` and `reason` (`rotation`, `restored`).
     pub file_writes: Family<Labels, Counter>,
+    /// Webhook redeliveries by `result` (`requested`, `failed`,
+    /// `permanent`, `gave_up`).
+    pub redeliveries: Family<Labels, Counter>,
+    /// Sweeps of the App's delivery log by `result` (`ok` or an error kind).
+    pub redelivery_sweeps: Family<Labels, Counter>,
+    /// Age of the oldest delivery that failed and was not delivered since,
+    /// seconds (0 when none).
+    pub oldest_failed_delivery_age: Gauge<f64, AtomicU64>,
     /// Handles into `grpc_requests` for every method and code, so the hot
     /// path counts without allocating label sets.
     grpc_counters: HashMap<(&'static str, i32), Counter>,
@@ -49,6 +57,9 @@ impl Metrics {
         let rate_limit_remaining = Gauge::default();
         let grpc_requests = Family::<Labels, Counter>::default();
         let file_writes = Family::<Labels, Counter>::default();
+        let redeliveries = Family::<Labels, Counter>::default();
+        let redelivery_sweeps = Family::<Labels, Counter>::default();
+        let oldest_failed_delivery_age = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "token_expiry_timestamp_seconds",
             "Unix time at which the current default installation token expires",
@@ -79,6 +90,21 @@ impl Metrics {
             "Atomic rewrites of the credentials and token files by reason",
             file_writes.clone(),
         );
+        registry.register(
+            "redeliveries",
+            "Failed webhook deliveries the tokenator asked GitHub to send again, by result",
+            redeliveries.clone(),
+        );
+        registry.register(
+            "redelivery_sweeps",
+            "Reads of the App's webhook delivery log by result",
+            redelivery_sweeps.clone(),
+        );
+        registry.register(
+            "oldest_failed_delivery_age_seconds",
+            "Age of the oldest webhook delivery that failed and was not delivered since",
+            oldest_failed_delivery_age.clone(),
+        );
         let mut grpc_counters = HashMap::new();
         for method in GRPC_METHODS {
             for code in 0..=16 {
@@ -102,7 +128,24 @@ impl Metrics {
             rate_limit_remaining,
             grpc_requests,
             file_writes,
+            redeliveries,
+            redelivery_sweeps,
+            oldest_failed_delivery_age,
         }
+    }
+
+    /// Counts redeliveries with `result`.
+    pub fn redelivery(&self, result: &str, n: u64) {
+        self.redeliveries
+            .get_or_create(&vec![("result".into(), result.into())])
+            .inc_by(n);
+    }
+
+    /// Counts a sweep of the delivery log.
+    pub fn redelivery_sweep(&self, result: &str) {
+        self.redelivery_sweeps
+            .get_or_create(&vec![("result".into(), result.into())])
+            .inc();
     }
 
     /// Counts a gRPC request.

@@ -57,6 +57,18 @@ async fn missing_and_contradictory_settings_exit_64_naming_the_variable() {
             "PENGUIN_TOKENATOR_JWT_ISSUER",
             vec![("PENGUIN_TOKENATOR_JWKS_FILE", Some("/j.json"))],
         ),
+        (
+            "PENGUIN_TOKENATOR_REDELIVER_LOOKBACK_SECS",
+            vec![("PENGUIN_TOKENATOR_REDELIVER_LOOKBACK_SECS", Some("864000"))],
+        ),
+        (
+            "PENGUIN_TOKENATOR_REDELIVER_MAX_ATTEMPTS",
+            vec![("PENGUIN_TOKENATOR_REDELIVER_MAX_ATTEMPTS", Some("0"))],
+        ),
+        (
+            "PENGUIN_TOKENATOR_REDELIVER_INTERVAL_SECS",
+            vec![("PENGUIN_TOKENATOR_REDELIVER_INTERVAL_SECS", Some("soon"))],
+        ),
     ];
     for (var, change) in cases {
         let mut env = base.clone();
@@ -138,6 +150,9 @@ async fn help_lists_every_variable_and_hides_secret_values() {
         "PENGUIN_TOKENATOR_REFRESH_FRACTION",
         "PENGUIN_TOKENATOR_SAFETY_MARGIN_SECS",
         "PENGUIN_TOKENATOR_SAFETY_MARGIN_FRACTION",
+        "PENGUIN_TOKENATOR_REDELIVER_INTERVAL_SECS",
+        "PENGUIN_TOKENATOR_REDELIVER_LOOKBACK_SECS",
+        "PENGUIN_TOKENATOR_REDELIVER_MAX_ATTEMPTS",
     ] {
         assert!(help.contains(var), "--help does not list {var}");
     }

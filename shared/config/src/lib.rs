@@ -119,17 +119,36 @@ fn check_http_url(var: &'static str, value: &str) -> Result<(), ConfigError> {
 }
 
 /// Parses the command line and environment into `T`; on a usage error prints
-/// clap's message (which names the flag and its variable) and exits 64.
-/// `--help` and `--version` exit 0 as usual.
+/// clap's message, first naming the environment variable of the argument it
+/// is about (clap names only the flag), and exits 64. `--help` and
+/// `--version` exit 0 as usual.
 pub fn parse_or_exit<T: clap::Parser>() -> T {
     match T::try_parse() {
         Ok(parsed) => parsed,
         Err(err) => {
             let code = if err.use_stderr() { EXIT_CONFIG } else { 0 };
+            if let Some(var) = env_var_of::<T>(&err) {
+                eprintln!("configuration error in {var}:");
+            }
             let _ = err.print();
             std::process::exit(code.into());
         }
     }
+}
+
+/// The environment variable behind the argument a clap error is about.
+fn env_var_of<T: clap::CommandFactory>(err: &clap::Error) -> Option<String> {
+    let clap::error::ContextValue::String(shown) = err.get(clap::error::ContextKind::InvalidArg)?
+    else {
+        return None;
+    };
+    // `--flag <VALUE>`: the long name.
+    let long = shown.split_whitespace().next()?.strip_prefix("--")?;
+    let command = T::command();
+    let arg = command
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))?;
+    arg.get_env().map(|v| v.to_string_lossy().into_owned())
 }
 
 /// Prints a configuration error and returns the exit code to end with.
@@ -141,6 +160,24 @@ pub fn config_failure(err: &ConfigError) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser, Debug)]
+    struct Demo {
+        #[arg(long, env = "DEMO_INTERVAL_SECS", default_value_t = 60)]
+        interval_secs: u64,
+    }
+
+    #[test]
+    fn a_bad_value_names_its_environment_variable() {
+        use clap::Parser;
+        let err = Demo::try_parse_from(["demo", "--interval-secs", "soon"]).unwrap_err();
+        assert_eq!(
+            env_var_of::<Demo>(&err).as_deref(),
+            Some("DEMO_INTERVAL_SECS")
+        );
+        let err = Demo::try_parse_from(["demo", "--nope"]).unwrap_err();
+        assert_eq!(env_var_of::<Demo>(&err), None);
+    }
 
     #[test]
     fn repository_must_be_owner_slash_repo() {

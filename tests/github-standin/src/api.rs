@@ -80,9 +80,15 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             "/app/installations/{id}/access_tokens",
             post(crate::mint::mint),
         )
+        .route("/app/hook/deliveries", any(crate::deliveries::handle))
+        .route(
+            "/app/hook/deliveries/{*rest}",
+            any(crate::deliveries::handle),
+        )
         .route("/repos/{owner}/{repo}", get(get_repo))
         .route("/repos/{owner}/{repo}/installation", get(repo_installation))
         .route("/users/{login}", get(get_user))
+        .route("/user", get(get_authenticated_user))
         .route("/installation/repositories", get(installation_repositories))
         .route("/installation/token", delete(revoke))
         .route("/rate_limit", get(rate_limit))
@@ -112,6 +118,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .route(
             "/repos/{owner}/{repo}/git/{*rest}",
+            any(crate::rest::handle),
+        )
+        .route(
+            "/repos/{owner}/{repo}/compare/{*rest}",
             any(crate::rest::handle),
         )
         .route(
@@ -174,6 +184,8 @@ pub(crate) struct ApiError {
     headers: Vec<(HeaderName, HeaderValue)>,
     /// GitHub's `errors` array (validation failures), if any.
     pub(crate) errors: Option<Value>,
+    /// The `documentation_url`, when GitHub names the route's own page rather than the REST root.
+    docs: Option<String>,
 }
 
 impl ApiError {
@@ -183,7 +195,14 @@ impl ApiError {
             message: message.into(),
             headers: Vec::new(),
             errors: None,
+            docs: None,
         }
+    }
+
+    /// The same error with this `documentation_url`.
+    pub(crate) fn docs(mut self, url: &str) -> Self {
+        self.docs = Some(url.to_string());
+        self
     }
 
     /// A 422 `Validation Failed` with GitHub's `errors` array.
@@ -223,8 +242,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = objects::error(self.status.as_u16(), &self.message);
-        if let (Some(errors), Value::Object(m)) = (self.errors, &mut body) {
-            m.insert("errors".to_string(), errors);
+        if let Value::Object(m) = &mut body {
+            if let Some(errors) = self.errors {
+                m.insert("errors".to_string(), errors);
+            }
+            if let Some(docs) = self.docs {
+                m.insert("documentation_url".to_string(), Value::String(docs));
+            }
         }
         let mut resp = json_response(self.status, &body);
         for (name, value) in self.headers {
@@ -267,6 +291,8 @@ pub(crate) enum Who {
     App,
     /// An installation token.
     Installation(TokenRecord),
+    /// A person's personal access token: the user's login.
+    User(String),
 }
 
 /// An authenticated caller and its rate-limit window.
@@ -291,6 +317,11 @@ const APP_IDENTITY: &str = "app";
 
 fn token_identity(token: &str) -> String {
     format!("token:{token}")
+}
+
+/// Rate-limit identity of a user: every token of a user shares one window, as on GitHub.
+fn user_identity(login: &str) -> String {
+    format!("user:{}", login.to_ascii_lowercase())
 }
 
 /// An identified caller before rate limiting: who, the rate-limit identity, and the message
@@ -325,7 +356,8 @@ pub(crate) fn identify(
         shared.with(|s| s.jwt_rejections += 1);
         ApiError::new(StatusCode::UNAUTHORIZED, message)
     };
-    let (who, identity, rate_message) = match auth::credential(headers) {
+    let credential = auth::credential(headers, |t| shared.user_of_token(t));
+    let (who, identity, rate_message) = match credential {
         Credential::None => {
             return match accept {
                 Accept::Any => Ok(None),
@@ -343,8 +375,18 @@ pub(crate) fn identify(
             return Err(reject_jwt(auth::JWT_UNDECODABLE))
         }
         Credential::Invalid => return Err(ApiError::bad_credentials()),
-        Credential::Token(_) if accept == Accept::Jwt => {
+        Credential::Token(_) | Credential::User(_) if accept == Accept::Jwt => {
             return Err(reject_jwt(auth::JWT_UNDECODABLE))
+        }
+        // Users pass on every route but the App's; the installation routes (`/installation/...`)
+        // refuse them in their own words.
+        Credential::User(login) => {
+            let message = format!(
+                "API rate limit exceeded for user ID {}.",
+                crate::shapes::user_id(&login)
+            );
+            let identity = user_identity(&login);
+            (Who::User(login), identity, message)
         }
         Credential::Token(token) => {
             let record = shared
@@ -540,7 +582,8 @@ async fn repo_installation(
     })
 }
 
-/// `GET /repos/{owner}/{repo}`: visible to installation tokens that cover the repository.
+/// `GET /repos/{owner}/{repo}`: visible to installation tokens that cover the repository, and
+/// to users (personal access tokens) for every repository the stand-in serves.
 async fn get_repo(
     State(shared): AppState,
     headers: HeaderMap,
@@ -549,15 +592,12 @@ async fn get_repo(
     let base = base_url(&headers);
     authed_call(&shared, &headers, Accept::Any, |authed| {
         let Path((owner, repo)) = path.map_err(|_| ApiError::not_found())?;
-        let Some(Authed {
-            who: Who::Installation(token),
-            ..
-        }) = authed
-        else {
-            return Err(ApiError::not_found());
+        let visible = match authed.map(|a| &a.who) {
+            Some(Who::Installation(token)) => token.repos.as_slice(),
+            Some(Who::User(_)) => shared.repos.as_slice(),
+            Some(Who::App) | None => &[],
         };
-        let repo = token
-            .repos
+        let repo = visible
             .iter()
             .find(|r| r.is(&owner, &repo))
             .ok_or_else(ApiError::not_found)?;
@@ -568,7 +608,8 @@ async fn get_repo(
     })
 }
 
-/// `GET /users/{login}`: the App's bot user and installation accounts.
+/// `GET /users/{login}`: the App's bot user, installation accounts and the users with personal
+/// access tokens.
 async fn get_user(
     State(shared): AppState,
     headers: HeaderMap,
@@ -581,10 +622,46 @@ async fn get_user(
             objects::profile(objects::bot_user(&shared, &base), None)
         } else if let Some((name, _)) = shared.account(&login) {
             objects::profile(objects::account(&shared, &base, &login), Some(&name))
+        } else if shared.has_user_token(&login) {
+            user_profile(&shared, &base, &login)
         } else {
             return Err(ApiError::not_found());
         };
         Ok(json_response(StatusCode::OK, &user))
+    })
+}
+
+/// The public profile of a user with a personal access token, under the login as configured.
+fn user_profile(shared: &Shared, base: &str, login: &str) -> Value {
+    let login = shared.with(|s| {
+        s.user_tokens
+            .values()
+            .find(|l| l.eq_ignore_ascii_case(login))
+            .cloned()
+            .unwrap_or_else(|| login.to_string())
+    });
+    objects::profile(crate::shapes::user_for(shared, base, &login), None)
+}
+
+/// `GET /user`: the user a personal access token belongs to; installation tokens and the App
+/// are refused (403), anonymous requests need authentication (401).
+async fn get_authenticated_user(State(shared): AppState, headers: HeaderMap) -> Response {
+    let base = base_url(&headers);
+    authed_call(&shared, &headers, Accept::Any, |authed| {
+        match authed.map(|a| &a.who) {
+            Some(Who::User(login)) => Ok(json_response(
+                StatusCode::OK,
+                &user_profile(&shared, &base, login),
+            )),
+            Some(Who::Installation(_) | Who::App) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Resource not accessible by integration",
+            )),
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "Requires authentication",
+            )),
+        }
     })
 }
 
@@ -605,12 +682,16 @@ async fn installation_repositories(
 ) -> Response {
     let base = base_url(&headers);
     authed_call(&shared, &headers, Accept::Token, |authed| {
-        let Some(Authed {
-            who: Who::Installation(token),
-            ..
-        }) = authed
-        else {
-            return Err(ApiError::bad_credentials());
+        let token = match authed.map(|a| &a.who) {
+            Some(Who::Installation(token)) => token,
+            Some(Who::User(_)) => {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "You must authenticate with an installation access token in order to list \
+                     repositories for an installation.",
+                ))
+            }
+            Some(Who::App) | None => return Err(ApiError::bad_credentials()),
         };
         let per_page = query_number(query.as_deref(), "per_page")
             .unwrap_or(30)
@@ -650,10 +731,16 @@ async fn installation_repositories(
     })
 }
 
-/// `DELETE /installation/token`: revokes the presented token.
+/// `DELETE /installation/token`: revokes the presented token (users' tokens are refused).
 async fn revoke(State(shared): AppState, headers: HeaderMap) -> Response {
-    authed_call(&shared, &headers, Accept::Token, |_| {
-        if let Credential::Token(token) = auth::credential(&headers) {
+    authed_call(&shared, &headers, Accept::Token, |authed| {
+        if let Some(Who::User(_)) = authed.map(|a| &a.who) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "You must authenticate with an installation access token in order to revoke it",
+            ));
+        }
+        if let Credential::Token(token) = auth::credential(&headers, |_| None) {
             shared.with(|s| {
                 if let Some(t) = s.tokens.get_mut(&token) {
                     if !t.revoked {

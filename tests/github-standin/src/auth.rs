@@ -1,4 +1,4 @@
-//! Credentials: App JWTs, installation tokens, and HTTP Basic for git.
+//! Credentials: App JWTs, installation tokens, personal access tokens, and HTTP Basic for git.
 
 use std::collections::HashSet;
 
@@ -35,12 +35,24 @@ pub(crate) enum Credential {
     Jwt(String),
     /// `token ghs_...` or `Bearer ghs_...`.
     Token(String),
-    /// Something else (unknown scheme, `token` with a non-installation token, garbage).
+    /// `token <pat>` or `Bearer <pat>` with a configured personal access token: the user's
+    /// login.
+    User(String),
+    /// Something else (unknown scheme, `token` with a non-installation token, a GitHub user
+    /// token that is not configured, garbage).
     Invalid,
 }
 
-/// Reads the `Authorization` header of an API request.
-pub(crate) fn credential(headers: &HeaderMap) -> Credential {
+/// The prefixes of GitHub's user tokens (classic and fine-grained PATs, OAuth and user-to-server
+/// tokens): presented but not configured, they are bad credentials rather than broken JWTs.
+const USER_TOKEN_PREFIXES: [&str; 4] = ["ghp_", "github_pat_", "gho_", "ghu_"];
+
+/// Reads the `Authorization` header of an API request; `user_of` names the user of a configured
+/// personal access token.
+pub(crate) fn credential(
+    headers: &HeaderMap,
+    user_of: impl FnOnce(&str) -> Option<String>,
+) -> Credential {
     let Some(value) = headers.get(http::header::AUTHORIZATION) else {
         return Credential::None;
     };
@@ -53,10 +65,18 @@ pub(crate) fn credential(headers: &HeaderMap) -> Credential {
     if secret.is_empty() {
         return Credential::Invalid;
     }
+    let is_bearer = scheme.eq_ignore_ascii_case("bearer");
+    if is_bearer || scheme.eq_ignore_ascii_case("token") {
+        if let Some(login) = user_of(secret) {
+            return Credential::User(login);
+        }
+    }
     let is_installation_token = secret.starts_with("ghs_");
-    if scheme.eq_ignore_ascii_case("bearer") {
+    if is_bearer {
         if is_installation_token {
             Credential::Token(secret.to_string())
+        } else if USER_TOKEN_PREFIXES.iter().any(|p| secret.starts_with(p)) {
+            Credential::Invalid
         } else {
             Credential::Jwt(secret.to_string())
         }
@@ -167,6 +187,11 @@ mod tests {
         h
     }
 
+    /// Classifies with no personal access tokens configured.
+    fn credential(h: &HeaderMap) -> Credential {
+        super::credential(h, |_| None)
+    }
+
     #[test]
     fn credentials_are_classified() {
         assert_eq!(credential(&HeaderMap::new()), Credential::None);
@@ -185,6 +210,36 @@ mod tests {
         assert_eq!(credential(&headers("token ghp_abc")), Credential::Invalid);
         assert_eq!(credential(&headers("Basic abc")), Credential::Invalid);
         assert_eq!(credential(&headers("Bearer")), Credential::Invalid);
+        // Unknown user tokens are bad credentials, not JWTs.
+        assert_eq!(credential(&headers("Bearer ghp_abc")), Credential::Invalid);
+        assert_eq!(
+            credential(&headers("Bearer github_pat_abc")),
+            Credential::Invalid
+        );
+    }
+
+    #[test]
+    fn personal_access_tokens_name_their_user() {
+        let user_of = |t: &str| (t == "ghp_octo" || t == "ghs_odd").then(|| "octocat".to_string());
+        for auth in ["token ghp_octo", "Bearer ghp_octo", "bearer ghs_odd"] {
+            assert_eq!(
+                super::credential(&headers(auth), user_of),
+                Credential::User("octocat".into()),
+                "{auth}"
+            );
+        }
+        assert_eq!(
+            super::credential(&headers("token ghp_other"), user_of),
+            Credential::Invalid
+        );
+        assert_eq!(
+            super::credential(&headers("Basic ghp_octo"), user_of),
+            Credential::Invalid
+        );
+        assert_eq!(
+            super::credential(&headers("Bearer ghs_abc"), user_of),
+            Credential::Token("ghs_abc".into())
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Git smart HTTP at `/{owner}/{repo}.git/...`, authenticated with installation tokens and served
-//! by the real `git http-backend` CGI.
+//! Git smart HTTP at `/{owner}/{repo}.git/...`, authenticated with installation tokens (user
+//! `x-access-token`) or personal access tokens (any user name, as on GitHub) and served by the
+//! real `git http-backend` CGI.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -117,23 +118,33 @@ pub(crate) async fn handle(shared: Arc<Shared>, path: GitPath, req: Request) -> 
     let Some(service) = service(req.method(), &path.rest, req.uri().query()) else {
         return text(StatusCode::NOT_FOUND, "Not Found");
     };
-    let token = match auth::basic(req.headers()) {
+    // Who, the repositories they see, and their `contents` level.
+    let access = match auth::basic(req.headers()) {
         Basic::Missing => return challenge(),
-        Basic::Credentials(user, pass) if user == GIT_USER => shared.usable_token(&pass),
-        Basic::Credentials(..) | Basic::Malformed => None,
+        Basic::Credentials(user, pass) => match shared.user_of_token(&pass) {
+            // A person with a classic PAT (`repo` scope): every repository served, read-write.
+            Some(login) if !user.is_empty() => {
+                Some((login, shared.repos.clone(), level_rank("write")))
+            }
+            Some(_) => None,
+            None if user == GIT_USER => shared.usable_token(&pass).map(|token| {
+                let contents = token
+                    .permissions
+                    .get("contents")
+                    .map_or(0, |l| level_rank(l));
+                (shared.bot_login(), token.repos, contents)
+            }),
+            None => None,
+        },
+        Basic::Malformed => None,
     };
-    let Some(token) = token else {
+    let Some((login, repos, contents)) = access else {
         shared.with(|s| s.git_auth_failures += 1);
         return challenge();
     };
-    if !token.repos.iter().any(|r| r.is(&path.owner, &path.repo)) {
+    if !repos.iter().any(|r| r.is(&path.owner, &path.repo)) {
         return text(StatusCode::NOT_FOUND, "Repository not found.");
     }
-    let contents = token
-        .permissions
-        .get("contents")
-        .map(|l| level_rank(l))
-        .unwrap_or(0);
     let needed = match service {
         Service::Fetch => level_rank("read"),
         Service::Push => level_rank("write"),
@@ -142,10 +153,8 @@ pub(crate) async fn handle(shared: Arc<Shared>, path: GitPath, req: Request) -> 
         return text(
             StatusCode::FORBIDDEN,
             &format!(
-                "Permission to {}/{}.git denied to {}.",
-                path.owner,
-                path.repo,
-                shared.bot_login()
+                "Permission to {}/{}.git denied to {login}.",
+                path.owner, path.repo
             ),
         );
     }

@@ -1,10 +1,12 @@
-//! Repository contents (`GET /repos/{owner}/{repo}/contents/{path}`) and GitHub's Git Data API
-//! (blobs, trees, commits and refs under `/repos/{owner}/{repo}/git/`), read from and written to
-//! the real bare repository, so what the API creates is what a later `git clone` or `git fetch`
-//! sees and what a push changes is what the API reads.
+//! Repository contents (`GET /repos/{owner}/{repo}/contents/{path}`), comparisons (served by
+//! [`crate::compare`]) and GitHub's Git Data API (blobs, trees, commits and refs under
+//! `/repos/{owner}/{repo}/git/`), read from and written to the real bare repository, so what the
+//! API creates is what a later `git clone` or `git fetch` sees and what a push changes is what
+//! the API reads.
 //!
 //! Commits created without an author and a committer are made and "signed" by the App's bot
 //! user, as GitHub does; the stand-in remembers them ([`crate::StandIn::verified_commits`]).
+//! With a personal access token they are the person's, and not signed.
 //! Like GitHub, a repository without any commits answers the Git Data API with 409
 //! `Git Repository is empty.` and the contents route with 404 `This repository is empty.`.
 //!
@@ -22,11 +24,9 @@ use serde_json::{json, Map, Value};
 use crate::api::{json_response, ApiError};
 use crate::objects::{node_id_of, DEFAULT_BRANCH};
 use crate::plumbing::{
-    is_full_sha, is_hex, valid_path, valid_ref_name, Bare, Ident, RefEntry, TreeEntry, ZERO_SHA,
+    is_full_sha, valid_path, valid_ref_name, Bare, Ident, RefEntry, TreeEntry, ZERO_SHA,
 };
-use crate::rest::{
-    created, invalid, not_one_of, object, opt_str, query_param, req_str, valid_branch,
-};
+use crate::rest::{created, invalid, not_one_of, object, opt_str, query_param, req_str};
 use crate::shapes::encode_path;
 use crate::state::{RepoInfo, Shared};
 
@@ -59,6 +59,8 @@ pub(crate) enum GitOp {
     /// `PATCH git/refs/{ref}`.
     UpdateRef(String),
     DeleteRef(String),
+    /// `GET compare/{base}...{head}`.
+    Compare(String),
 }
 
 impl GitOp {
@@ -89,6 +91,7 @@ impl GitOp {
             ("DELETE", ["git", "refs", name @ ..]) if !rest(name).is_empty() => {
                 GitOp::DeleteRef(rest(name))
             }
+            ("GET", ["compare", spec @ ..]) if !rest(spec).is_empty() => GitOp::Compare(rest(spec)),
             _ => return None,
         };
         Some(op)
@@ -113,6 +116,8 @@ pub(crate) struct GitCtx<'a> {
     pub shared: &'a Shared,
     pub base: &'a str,
     pub repo: &'a RepoInfo,
+    /// The person calling with a personal access token; `None`: the App's bot.
+    pub user: Option<&'a str>,
     pub body: &'a Value,
     pub query: Option<&'a str>,
     /// The request's `Accept` header (`raw` media types get a file's bytes).
@@ -125,6 +130,8 @@ pub(crate) async fn serve(ctx: &GitCtx<'_>, op: GitOp) -> Result<Response, ApiEr
     if bare.is_empty().await? {
         return Err(match op {
             GitOp::Contents(_) => ApiError::new(StatusCode::NOT_FOUND, "This repository is empty."),
+            // Nothing to name in an empty repository.
+            GitOp::Compare(_) => ApiError::not_found(),
             _ => ApiError::new(StatusCode::CONFLICT, "Git Repository is empty."),
         });
     }
@@ -143,7 +150,17 @@ pub(crate) async fn serve(ctx: &GitCtx<'_>, op: GitOp) -> Result<Response, ApiEr
         GitOp::CreateRef => g.create_ref().await,
         GitOp::UpdateRef(name) => g.update_ref(&name).await,
         GitOp::DeleteRef(name) => g.delete_ref(&name).await,
+        GitOp::Compare(spec) => crate::compare::compare(ctx, &bare, &spec).await,
     }
+}
+
+/// A commit as the Git Data API shows it (`GET git/commits/{sha}`), for other views of commits.
+pub(crate) async fn git_commit(
+    ctx: &GitCtx<'_>,
+    bare: &Bare,
+    sha: &str,
+) -> Result<Value, ApiError> {
+    Git { ctx, bare }.render_commit(sha).await
 }
 
 /// Base64 with a newline after every 60 characters, as GitHub sends file contents.
@@ -375,27 +392,7 @@ impl Git<'_> {
 
     /// The commit a branch name, tag name, full ref name or sha names.
     async fn resolve_commit(&self, name: &str) -> Result<Option<String>, ApiError> {
-        if !valid_branch(name) {
-            return Ok(None);
-        }
-        let mut candidates = Vec::new();
-        if is_full_sha(name) {
-            candidates.push(name.to_string());
-        }
-        if name.starts_with("refs/") {
-            candidates.push(name.to_string());
-        }
-        candidates.push(format!("refs/heads/{name}"));
-        candidates.push(format!("refs/tags/{name}"));
-        if is_hex(name) && !is_full_sha(name) {
-            candidates.push(name.to_string());
-        }
-        for c in candidates {
-            if let Some(sha) = self.bare.rev_parse(&format!("{c}^{{commit}}")).await? {
-                return Ok(Some(sha));
-            }
-        }
-        Ok(None)
+        self.bare.resolve_commit(name).await
     }
 
     // ----- contents -----
@@ -816,14 +813,15 @@ impl Git<'_> {
         }))
     }
 
-    /// The App's bot user as a commit identity.
-    fn bot_ident(&self, now: DateTime<Utc>) -> Ident {
-        let login = self.ctx.shared.bot_login();
+    /// The caller as a commit identity: the App's bot, or the person of a personal access
+    /// token, with their `noreply` address.
+    fn caller_ident(&self, now: DateTime<Utc>) -> Ident {
+        let (login, id) = match self.ctx.user {
+            Some(login) => (login.to_string(), crate::shapes::user_id(login)),
+            None => (self.ctx.shared.bot_login(), self.ctx.shared.bot_id()),
+        };
         Ident {
-            email: format!(
-                "{}+{login}@users.noreply.github.com",
-                self.ctx.shared.bot_id()
-            ),
+            email: format!("{id}+{login}@users.noreply.github.com"),
             name: login,
             date: git_date(now.fixed_offset()),
         }
@@ -870,9 +868,12 @@ impl Git<'_> {
                 "Parent SHA does not exist or is not a commit object",
             ));
         }
-        // Left out, both are the App's bot, and GitHub signs the commit.
-        let signs = author.is_none() && committer.is_none() && signature.is_none();
-        let author = author.unwrap_or_else(|| self.bot_ident(now));
+        // Left out, both are the caller; GitHub signs the commit when that is the App's bot.
+        let signs = self.ctx.user.is_none()
+            && author.is_none()
+            && committer.is_none()
+            && signature.is_none();
+        let author = author.unwrap_or_else(|| self.caller_ident(now));
         let committer = committer.unwrap_or_else(|| author.clone());
         let tree = tree.to_ascii_lowercase();
         let mut sha = self
@@ -1171,6 +1172,11 @@ mod tests {
             Some(GitOp::DeleteRef("heads/x".into()))
         );
         assert_eq!(p("DELETE", "git/refs"), None);
+        assert_eq!(
+            p("GET", "compare/main...feature/x"),
+            Some(GitOp::Compare("main...feature/x".into()))
+        );
+        assert_eq!(p("GET", "compare"), None);
         assert_eq!(p("PUT", "contents/a"), None);
         assert!(GitOp::CreateRef.writes() && !GitOp::GetRef("heads/x".into()).writes());
     }

@@ -11,17 +11,38 @@
 //! them.
 //!
 //! It also serves the REST routes a GitHub App bot uses on a repository — issues, issue
-//! comments, reactions, labels, check runs, pull requests and their files, reviews and
+//! comments, reactions, labels, check runs, pull requests and their files, reviews with inline
+//! comments checked against the diff as GitHub checks them, review comments and replies, and
 //! collaborator permissions — over state seeded with [`StandIn::add_issue`],
-//! [`StandIn::add_pull`] and friends; repository contents (`GET /repos/{owner}/{repo}/contents`)
-//! and the Git Data API (blobs, trees, commits, refs under `/repos/{owner}/{repo}/git/`) over
-//! the real bare repositories, with commits the App leaves unattributed signed as its bot
+//! [`StandIn::add_pull`] and friends. A pull request seeded without files, or created through
+//! the API, has the files of its real diff in the bare repository (GitHub's three-dot diff with
+//! rename detection). It serves repository contents (`GET /repos/{owner}/{repo}/contents`),
+//! comparisons of two commits (`GET /repos/{owner}/{repo}/compare/{base}...{head}`) and the Git
+//! Data API (blobs, trees, commits, refs under `/repos/{owner}/{repo}/git/`) over the real bare
+//! repositories, with commits the App leaves unattributed signed as its bot
 //! ([`StandIn::verified_commits`]); and team memberships
 //! (`GET /orgs/{org}/teams/{team}/memberships/{user}`, seeded with
 //! [`StandIn::add_team_member`]). Those calls need an installation token that can see the
 //! repository (or is installed on the organization) and has the permission the route needs
 //! (contents `read`/`write`, members `read`, ...), are recorded ([`StandIn::calls`]) and can be
 //! failed with [`StandIn::fail_next_calls`].
+//!
+//! Like GitHub, it sends the App's webhooks: when a comment, pull request or label is added (or
+//! a pull request is pushed to or edited) through the API or the test-side methods, it posts
+//! GitHub's payload for the event to [`StandInConfig::webhook_url`], signed with
+//! `X-Hub-Signature-256`, from a background task, in order. Every attempt is in the delivery
+//! log ([`StandIn::deliveries`], `GET /app/hook/deliveries`), and failed ones can be redelivered
+//! (`POST /app/hook/deliveries/{id}/attempts`); GitHub itself never retries.
+//!
+//! People act over HTTP with personal access tokens ([`StandInConfig::user_tokens`],
+//! [`StandIn::add_user_token`]), as with a classic PAT with the `repo` scope on GitHub: a REST
+//! call with `Authorization: token <pat>` (or `Bearer <pat>`) reads and writes the issues,
+//! comments, labels, pull requests, reviews and contents of every repository the stand-in serves
+//! (those of its installations) as that user — what it creates is theirs, and the App's
+//! webhooks name them as `sender` — while the App-only routes refuse it: `/app/...` answers 401,
+//! `/installation/...` 403, and creating or updating check runs 403 `You must authenticate via a
+//! GitHub App.`. Each user has a rate limit of its own, and `GET /user` names them. Git over HTTP
+//! takes a PAT as the Basic password (with any user name).
 //!
 //! Tests start it in-process with [`StandIn::start`], steer it with the fault-injection methods
 //! (for example [`StandIn::fail_next_mints`] or [`StandIn::set_down`]) and observe what happened
@@ -32,15 +53,22 @@
 
 mod api;
 mod auth;
+mod changes;
+mod compare;
+mod deliveries;
+mod events;
 mod git;
 mod gitdata;
 mod mint;
 mod objects;
+mod patch;
 mod plumbing;
 mod rest;
+mod reviews;
 mod shapes;
 mod state;
 mod store;
+mod webhook;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -49,6 +77,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use serde_json::Map;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -77,11 +106,30 @@ pub struct StandInConfig {
     pub clock_skew_secs: i64,
     /// Bare repositories live at `{git_root}/{owner}/{repo}.git`.
     pub git_root: PathBuf,
-    /// Requests per hour allowed for each installation token and for the App (JWT) identity.
+    /// Requests per hour allowed for each installation token, for the App (JWT) identity and for
+    /// each user with personal access tokens (all of a user's tokens share one window).
     pub rate_limit_per_hour: u32,
     /// The format of minted installation tokens when the mint request does not force one with
     /// `X-GitHub-Stateless-S2S-Token: enabled` (stateless) or `disabled` (classic).
     pub token_format: TokenFormat,
+    /// Where the App's webhook deliveries go (a plain `http://` URL); `None`: nothing is
+    /// delivered. Changeable with [`StandIn::set_webhook`].
+    pub webhook_url: Option<String>,
+    /// The webhook secret deliveries are signed with (`X-Hub-Signature-256`); empty: unsigned,
+    /// as GitHub sends them without a secret.
+    pub webhook_secret: String,
+    /// The webhook's ID (`X-GitHub-Hook-ID`).
+    pub hook_id: u64,
+    /// How long a receiver has to answer a delivery before the attempt fails as `timed out`
+    /// (GitHub: 10 s).
+    pub webhook_timeout: Duration,
+    /// The events the App subscribes to (also the `events` of the App and installation
+    /// objects); others are not delivered, except through [`StandIn::deliver_event`].
+    pub webhook_events: Vec<String>,
+    /// People's personal access tokens as (login, token); more with [`StandIn::add_user_token`].
+    /// A REST request carrying one (`token <pat>` or `Bearer <pat>`) acts as that user, as a
+    /// classic PAT with the `repo` scope does on GitHub.
+    pub user_tokens: Vec<(String, String)>,
 }
 
 /// The format of the installation tokens the stand-in mints.
@@ -119,7 +167,9 @@ impl StandInConfig {
     /// `penguin-agent`, one installation (ID 1001) on the organization `octo-org` covering
     /// `hello-world` and `other-repo` with contents, pull requests, issues and checks `write`,
     /// and metadata and organization members `read`; tokens live 3600 s, no replication lag,
-    /// no clock skew, 5000 requests per hour, stateless tokens.
+    /// no clock skew, 5000 requests per hour, stateless tokens; no webhook URL (hook ID 424242,
+    /// a 10 s timeout, events `issue_comment`, `issues`, `pull_request`, `pull_request_review`
+    /// and `pull_request_review_comment`); no personal access tokens.
     pub fn new(app_id: u64, app_public_key_pem: impl Into<String>, git_root: PathBuf) -> Self {
         let permissions = [
             ("contents", "write"),
@@ -149,6 +199,12 @@ impl StandInConfig {
             git_root,
             rate_limit_per_hour: 5000,
             token_format: TokenFormat::default(),
+            webhook_url: None,
+            webhook_secret: String::new(),
+            hook_id: 424_242,
+            webhook_timeout: Duration::from_secs(10),
+            webhook_events: objects::EVENTS.iter().map(|e| e.to_string()).collect(),
+            user_tokens: Vec::new(),
         }
     }
 }
@@ -205,8 +261,8 @@ pub struct MintRecord {
 }
 
 /// One call to a bot route (issues, comments, reactions, labels, check runs, pull requests,
-/// reviews, collaborator permissions, contents, the Git Data API, team memberships), as
-/// recorded by the stand-in.
+/// reviews, collaborator permissions, contents, the Git Data API, team memberships) or to the
+/// webhook delivery log (`/app/hook/deliveries...`), as recorded by the stand-in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedCall {
     /// The HTTP method, e.g. `POST`. Updates sent as `POST` (GitHub accepts POST for its PATCH
@@ -243,7 +299,8 @@ pub struct PullSpec {
     /// Whether the head lives in the author's fork (`{author}/{repo}`) rather than the
     /// repository itself.
     pub from_fork: bool,
-    /// The changed files (`GET /pulls/{n}/files`).
+    /// The changed files (`GET /pulls/{n}/files`). Leave it empty to have the files of the real
+    /// diff in the bare repository (from the merge base with `base_ref` to `head_sha`).
     pub files: Vec<PullFileSpec>,
 }
 
@@ -268,6 +325,8 @@ pub struct StandIn {
     shared: Arc<Shared>,
     addr: SocketAddr,
     task: JoinHandle<()>,
+    /// Posts webhook deliveries.
+    sender: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for StandIn {
@@ -279,6 +338,7 @@ impl std::fmt::Debug for StandIn {
 impl Drop for StandIn {
     fn drop(&mut self) {
         self.task.abort();
+        self.sender.abort();
     }
 }
 
@@ -297,8 +357,14 @@ impl StandIn {
         let addr = listener.local_addr()?;
         let router = api::router(shared.clone());
         let task = tokio::spawn(api::serve(listener, router));
+        let sender = tokio::spawn(webhook::run(shared.clone()));
         tracing::debug!(%addr, "GitHub stand-in listening");
-        Ok(StandIn { shared, addr, task })
+        Ok(StandIn {
+            shared,
+            addr,
+            task,
+            sender,
+        })
     }
 
     /// `http://127.0.0.1:PORT`: both the API base URL and the git server URL
@@ -460,7 +526,7 @@ impl StandIn {
 
     /// Adds a comment by `author` to an existing issue or pull request and returns its ID, or
     /// `None` if there is no such issue. (For seeding conversations: the bot may only edit its
-    /// own comments.)
+    /// own comments.) It is delivered as `issue_comment` `created`, sent by `author`.
     pub fn add_comment(
         &self,
         owner: &str,
@@ -470,7 +536,7 @@ impl StandIn {
         author: &str,
     ) -> Option<u64> {
         let now = self.shared.now();
-        self.shared.with(|s| {
+        let id = self.shared.with(|s| {
             s.store.repo(owner, repo)?.issues.get(&number)?;
             let id = s.store.next_id();
             s.store
@@ -485,7 +551,18 @@ impl StandIn {
                     updated_at: now,
                 });
             Some(id)
-        })
+        })?;
+        let info = self.shared.repo_info(owner, repo);
+        events::issue_comment(
+            &self.shared,
+            &self.url(),
+            &info,
+            id,
+            "created",
+            None,
+            author,
+        );
+        Some(id)
     }
 
     /// Adds (or replaces) an open issue record.
@@ -534,25 +611,19 @@ impl StandIn {
     }
 
     /// Adds (or replaces) an open pull request, which is also an issue with the same number.
-    /// The base commit is the base branch of the bare repository if it exists.
+    /// The base commit is the base branch of the bare repository if it exists. A new pull
+    /// request is delivered as `pull_request` `opened` (its seeded labels send no `labeled`).
     pub fn add_pull(&self, owner: &str, repo: &str, spec: PullSpec) {
         let info = self.shared.repo_info(owner, repo);
+        let (number, author) = (spec.number, spec.author.clone());
+        let fresh = self.shared.with(|s| {
+            s.store
+                .repo(owner, repo)
+                .is_none_or(|d| !d.pulls.contains_key(&number))
+        });
         let base_sha = rest::branch_sha_blocking(&self.shared, &info, &spec.base_ref)
             .unwrap_or_else(|| rest::fallback_sha(&info, &spec.base_ref));
-        // Like GitHub, the base repository keeps the pull request's code at
-        // `refs/pull/<n>/head`, wherever its branch lives (a fork, or deleted).
-        let bare = plumbing::Bare::of(&self.shared, &info);
-        if bare.exists() {
-            let _ = std::process::Command::new("git")
-                .arg("--git-dir")
-                .arg(bare.path())
-                .args([
-                    "update-ref",
-                    &format!("refs/pull/{}/head", spec.number),
-                    &spec.head_sha,
-                ])
-                .output();
-        }
+        self.set_pull_ref(owner, repo, spec.number, &spec.head_sha);
         self.put_issue(
             owner,
             repo,
@@ -577,9 +648,63 @@ impl StandIn {
                     from_fork: spec.from_fork,
                     draft: false,
                     files: spec.files,
+                    past_heads: Vec::new(),
                 },
             );
         });
+        if fresh {
+            self.send_event(owner, repo, number, "opened", |_| Map::new(), &author);
+        }
+    }
+
+    /// Delivers an event of issue or pull request `number` ([`events::issue_or_pull`]) with
+    /// the fields `extra` makes; rendering (which may need git) is skipped outright without a
+    /// webhook URL.
+    fn send_event(
+        &self,
+        owner: &str,
+        repo: &str,
+        number: u64,
+        action: &str,
+        extra: impl FnOnce(&state::RepoInfo) -> Map<String, serde_json::Value>,
+        sender: &str,
+    ) {
+        if self.shared.with(|s| s.webhook.url.is_none()) {
+            return;
+        }
+        let (info, base) = (self.shared.repo_info(owner, repo), self.url());
+        let extra = extra(&info);
+        let event =
+            events::issue_or_pull(&self.shared, &base, &info, number, action, extra, sender);
+        block_on(event);
+    }
+
+    /// Adds labels (created in the repository if needed) to an issue or pull request as
+    /// `actor` would on GitHub: each one it did not have yet is delivered as `issues` or
+    /// `pull_request` `labeled`. Nothing happens without such an issue.
+    pub fn add_labels(&self, owner: &str, repo: &str, number: u64, labels: &[&str], actor: &str) {
+        let names: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
+        let now = self.shared.now();
+        let added = self.shared.with(|s| {
+            s.store.repo(owner, repo)?.issues.get(&number)?;
+            let canonical = s.store.ensure_labels(owner, repo, &names);
+            let issue = s.store.repo_mut(owner, repo).issues.get_mut(&number)?;
+            let mut added = Vec::new();
+            for label in canonical {
+                if !issue.labels.iter().any(|l| l.eq_ignore_ascii_case(&label)) {
+                    issue.labels.push(label.clone());
+                    added.push(label);
+                }
+            }
+            issue.updated_at = now;
+            Some(added)
+        });
+        for label in added.unwrap_or_default() {
+            let field = |info: &state::RepoInfo| {
+                events::label_field(&self.shared, &self.url(), info, &label)
+            };
+            self.send_event(owner, repo, number, "labeled", field, actor);
+        }
     }
 
     /// Sets a user's role on a repository: `admin`, `maintain`, `write`, `triage`, `read` or
@@ -608,23 +733,66 @@ impl StandIn {
         })
     }
 
-    /// Replaces the body of an issue or pull request, as its author editing it on GitHub would.
+    /// Replaces the body of an issue or pull request, as its author editing it on GitHub would
+    /// (delivered as `issues` or `pull_request` `edited` when the body changed).
     pub fn edit_body(&self, owner: &str, repo: &str, number: u64, body: &str) {
-        self.shared.with(|s| {
-            if let Some(issue) = s.store.repo_mut(owner, repo).issues.get_mut(&number) {
-                issue.body = body.to_string();
-                issue.updated_at = chrono::Utc::now();
-            }
-        })
+        let edited = self.shared.with(|s| {
+            let issue = s.store.repo_mut(owner, repo).issues.get_mut(&number)?;
+            let old = std::mem::replace(&mut issue.body, body.to_string());
+            issue.updated_at = chrono::Utc::now();
+            Some((old, issue.title.clone(), issue.author.clone()))
+        });
+        let Some((old, title, author)) = edited else {
+            return;
+        };
+        if let Some(changes) = events::edit_changes(&title, &title, &old, body) {
+            self.send_event(owner, repo, number, "edited", |_| changes, &author);
+        }
     }
 
-    /// Moves a pull request's head to `sha`, as a push to its branch does.
+    /// Like GitHub, the base repository keeps a pull request's code at `refs/pull/<n>/head`,
+    /// wherever its branch lives (a fork, or deleted). Shas the repository lacks are skipped.
+    fn set_pull_ref(&self, owner: &str, repo: &str, number: u64, sha: &str) {
+        let bare = plumbing::Bare::of(&self.shared, &self.shared.repo_info(owner, repo));
+        if bare.exists() && plumbing::is_full_sha(sha) {
+            let _ = std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(bare.path())
+                .args(["update-ref", &format!("refs/pull/{number}/head"), sha])
+                .env_remove("GIT_DIR")
+                .env_remove("GIT_WORK_TREE")
+                .output();
+        }
+    }
+
+    /// Moves a pull request's head to `sha`, as a push to its branch does (also moving
+    /// `refs/pull/<n>/head` in the bare repository). Reviews may still name earlier heads. A
+    /// new head is delivered as `pull_request` `synchronize` with `before` and `after`, sent by
+    /// the pull request's author.
     pub fn push_to_pull(&self, owner: &str, repo: &str, number: u64, sha: &str) {
-        self.shared.with(|s| {
-            if let Some(pull) = s.store.repo_mut(owner, repo).pulls.get_mut(&number) {
-                pull.head_sha = sha.to_string();
+        let moved = self.shared.with(|s| {
+            let data = s.store.repo_mut(owner, repo);
+            let author = data.issues.get(&number).map(|i| i.author.clone());
+            let pull = data.pulls.get_mut(&number)?;
+            let old = std::mem::replace(&mut pull.head_sha, sha.to_string());
+            if old != sha {
+                pull.past_heads.push(old.clone());
             }
-        })
+            Some((old, author.unwrap_or_default()))
+        });
+        let Some((before, author)) = moved else {
+            return;
+        };
+        self.set_pull_ref(owner, repo, number, sha);
+        if before != sha {
+            let extra = |_: &state::RepoInfo| {
+                Map::from_iter([
+                    ("before".to_string(), serde_json::json!(before)),
+                    ("after".to_string(), serde_json::json!(sha)),
+                ])
+            };
+            self.send_event(owner, repo, number, "synchronize", extra, &author);
+        }
     }
 
     /// The comments of an issue or pull request in order: (id, body, author login).
@@ -668,8 +836,9 @@ impl StandIn {
             .collect()
     }
 
-    /// The reviews of a pull request in order, as GitHub's review objects plus a `comments`
-    /// key holding the inline comments sent with each.
+    /// The reviews of a pull request in order (pending ones included), as GitHub's review
+    /// objects plus a `comments` key holding the review's inline comments as GitHub's review
+    /// comment objects (`path`, `line`, `side`, `start_line`, `diff_hunk`, `body`, ...).
     pub fn reviews(&self, owner: &str, repo: &str, number: u64) -> Vec<serde_json::Value> {
         let (data, info, base) = self.repo_data(owner, repo);
         let view = shapes::View {
@@ -683,9 +852,31 @@ impl StandIn {
             .filter(|r| r.number == number)
             .map(|r| {
                 let mut v = shapes::review(&view, r);
-                v["comments"] = r.comments.clone();
+                v["comments"] = data
+                    .review_comments
+                    .iter()
+                    .filter(|c| c.review_id == r.id)
+                    .map(|c| shapes::review_comment(&view, c))
+                    .collect();
                 v
             })
+            .collect()
+    }
+
+    /// The review comments of a pull request, oldest first, as GitHub's review comment objects:
+    /// inline comments of every review (pending ones included) and replies (`in_reply_to_id`).
+    pub fn review_comments(&self, owner: &str, repo: &str, number: u64) -> Vec<serde_json::Value> {
+        let (data, info, base) = self.repo_data(owner, repo);
+        let view = shapes::View {
+            shared: &self.shared,
+            base: &base,
+            repo: &info,
+            data: &data,
+        };
+        data.review_comments
+            .iter()
+            .filter(|c| c.number == number)
+            .map(|c| shapes::review_comment(&view, c))
             .collect()
     }
 
@@ -699,9 +890,22 @@ impl StandIn {
             repo: &info,
             data: &data,
         };
+        let shared = &self.shared;
+        let diffs: Vec<changes::PullDiff> = block_on(async {
+            let mut diffs = Vec::new();
+            for p in data.pulls.values() {
+                diffs.push(
+                    changes::pull_diff(shared, &info, p, None)
+                        .await
+                        .unwrap_or_default(),
+                );
+            }
+            diffs
+        });
         data.pulls
             .iter()
-            .filter_map(|(n, p)| Some(shapes::pull(&view, data.issues.get(n)?, p)))
+            .zip(&diffs)
+            .filter_map(|((n, p), d)| Some(shapes::pull(&view, data.issues.get(n)?, p, d)))
             .collect()
     }
 
@@ -740,11 +944,112 @@ impl StandIn {
         });
     }
 
+    /// Points the App's webhook at `url` (`None`: deliver nothing) with `secret` (empty:
+    /// unsigned). Applies to events from now on; queued deliveries keep their URL.
+    pub fn set_webhook(&self, url: Option<&str>, secret: &str) {
+        self.shared.with(|s| {
+            s.webhook.url = url.map(str::to_string);
+            s.webhook.secret = secret.to_string();
+        });
+    }
+
+    /// How long receivers have to answer deliveries attempted from now on.
+    pub fn set_webhook_timeout(&self, timeout: Duration) {
+        self.shared.with(|s| s.webhook.timeout = timeout);
+    }
+
+    /// Sends `payload` verbatim as a delivery of `event` (logged with `action`, the covering
+    /// installation, if any, and the repository's ID), through the same signing, queue and log
+    /// as the stand-in's own events, whatever the App subscribes to. Returns its GUID, or
+    /// `None` without a webhook URL.
+    pub fn deliver_event(
+        &self,
+        event: &str,
+        action: Option<&str>,
+        payload: serde_json::Value,
+        owner: &str,
+        repo: &str,
+    ) -> Option<String> {
+        let repository_id = self.shared.repo_info(owner, repo).id;
+        let installation = self.shared.installation_covering(owner, repo);
+        webhook::enqueue(
+            &self.shared,
+            event,
+            action,
+            installation,
+            Some(repository_id),
+            &payload,
+        )
+    }
+
+    /// Every delivery attempt so far, oldest first, as `GET /app/hook/deliveries/{id}` shows
+    /// it: `id`, `guid`, `delivered_at`, `redelivery`, `duration`, `status`, `status_code`,
+    /// `event`, `action`, `installation_id`, `repository_id`, `throttled_at`, `url`,
+    /// `request` (`headers`, `payload`) and `response` (`headers`, `payload`; `null` when
+    /// nothing answered). Queued and running attempts are not in it yet.
+    pub fn deliveries(&self) -> Vec<serde_json::Value> {
+        self.shared
+            .with(|s| s.webhook.log.iter().map(deliveries::full).collect())
+    }
+
+    /// How many deliveries are queued or under way.
+    pub fn pending_deliveries(&self) -> usize {
+        self.shared.deliveries.pending()
+    }
+
+    /// Waits until every queued delivery has been attempted and logged.
+    pub async fn deliveries_settled(&self) {
+        self.shared.deliveries.settled().await;
+    }
+
+    /// Makes every logged attempt `by` older (`delivered_at`), e.g. past the 3 days after which
+    /// GitHub refuses redeliveries.
+    pub fn age_deliveries(&self, by: Duration) {
+        let by = chrono::TimeDelta::from_std(by).unwrap_or(chrono::TimeDelta::MAX / 2);
+        self.shared.with(|s| {
+            for d in &mut s.webhook.log {
+                d.delivered_at = d
+                    .delivered_at
+                    .checked_sub_signed(by)
+                    .unwrap_or(d.delivered_at);
+            }
+        });
+    }
+
+    /// Gives `login` the personal access token `token` (see [`StandInConfig::user_tokens`]); a
+    /// token given before to someone else now belongs to `login`.
+    pub fn add_user_token(&self, login: &str, token: &str) {
+        self.shared.with(|s| {
+            s.user_tokens.insert(token.to_string(), login.to_string());
+        });
+    }
+
     /// Creates `{git_root}/{owner}/{repo}.git` as a bare repository (default branch `main`) with
     /// `http.receivepack` enabled, and returns its path. An existing repository is kept.
     pub fn create_repo(&self, owner: &str, repo: &str) -> anyhow::Result<PathBuf> {
         create_bare_repo(&self.shared.git_root, owner, repo)
     }
+}
+
+/// Runs async work (git) for the synchronous test API on a thread and runtime of its own, so it
+/// works inside and outside a Tokio runtime.
+fn block_on<F>(work: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("building a runtime")
+                    .block_on(work)
+            })
+            .join()
+            .expect("the git work panicked")
+    })
 }
 
 /// Creates `{git_root}/{owner}/{repo}.git` (see [`StandIn::create_repo`]).

@@ -10,7 +10,11 @@
 //!   `octo-org` (`hello-world`, `other-repo`), whose repositories are created too.
 //! - Optional: `STANDIN_APP_SLUG`, `STANDIN_CLIENT_ID`, `STANDIN_REPLICATION_LAG_SECS`,
 //!   `STANDIN_CLOCK_SKEW_SECS`, `STANDIN_RATE_LIMIT_PER_HOUR`, `STANDIN_TOKEN_FORMAT`
-//!   (`stateless`, the default: `ghs_<app id>_<JWT>`; or `classic`: `ghs_` + 36 alphanumerics).
+//!   (`stateless`, the default: `ghs_<app id>_<JWT>`; or `classic`: `ghs_` + 36 alphanumerics),
+//!   `STANDIN_WEBHOOK_URL` (where the App's webhooks go; unset: none are sent) and
+//!   `STANDIN_WEBHOOK_SECRET` (their signing secret).
+//! - `STANDIN_USER_TOKENS`: people's personal access tokens as `login:token,login:token`
+//!   (unset or empty: none); a REST call with one acts as that user.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -67,12 +71,58 @@ struct Args {
         allow_hyphen_values = true
     )]
     clock_skew_secs: i64,
-    /// Requests per hour per token and for the App.
+    /// Requests per hour per token, for the App and per user.
     #[arg(long, env = "STANDIN_RATE_LIMIT_PER_HOUR", default_value_t = 5000)]
     rate_limit_per_hour: u32,
     /// Format of minted tokens: `stateless` or `classic`.
     #[arg(long, env = "STANDIN_TOKEN_FORMAT", default_value = "stateless")]
     token_format: TokenFormat,
+    /// Where the App's webhook deliveries go.
+    #[arg(long, env = "STANDIN_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+    /// The webhook secret deliveries are signed with.
+    #[arg(long, env = "STANDIN_WEBHOOK_SECRET", default_value = "")]
+    webhook_secret: String,
+    /// People's personal access tokens as `login:token,login:token`.
+    #[arg(
+        long,
+        env = "STANDIN_USER_TOKENS",
+        default_value = "",
+        hide_env_values = true
+    )]
+    user_tokens: String,
+}
+
+/// Parses `login:token,login:token` (blank entries are skipped) into (login, token) pairs. A
+/// login is a GitHub login (letters, digits and `-`, at most 39 characters); a token has no
+/// whitespace.
+fn user_tokens(spec: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (login, token) = entry
+            .split_once(':')
+            .map(|(l, t)| (l.trim(), t.trim()))
+            .filter(|(l, t)| {
+                !l.is_empty()
+                    && l.len() <= 39
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && !t.is_empty()
+                    && !t.contains(char::is_whitespace)
+            })
+            .with_context(|| {
+                // The entry may hold a secret: name it by its position and login only.
+                let which = match entry.split_once(':') {
+                    Some((login, _)) => format!("(login {:?})", login.trim()),
+                    None => "(without a ':')".to_string(),
+                };
+                format!(
+                    "STANDIN_USER_TOKENS entry {} {which} is not login:token",
+                    out.len() + 1
+                )
+            })?;
+        out.push((login.to_string(), token.to_string()));
+    }
+    Ok(out)
 }
 
 /// Groups `owner/repo` entries into one installation per owner.
@@ -110,6 +160,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    let user_tokens = user_tokens(&args.user_tokens)?;
     let pem = std::fs::read_to_string(&args.app_public_key_path)
         .with_context(|| format!("reading {}", args.app_public_key_path.display()))?;
     let mut config = StandInConfig::new(args.app_id, pem, args.git_root.clone());
@@ -132,6 +183,9 @@ async fn main() -> anyhow::Result<()> {
     config.clock_skew_secs = args.clock_skew_secs;
     config.rate_limit_per_hour = args.rate_limit_per_hour;
     config.token_format = args.token_format;
+    config.webhook_url = args.webhook_url;
+    config.webhook_secret = args.webhook_secret;
+    config.user_tokens = user_tokens;
     let installs = config.installations.clone();
 
     let standin = StandIn::start_on(config, args.addr).await?;
@@ -171,5 +225,36 @@ mod tests {
         assert_eq!(got[0].repositories, vec!["a", "b"]);
         assert_eq!(got[1].account, "other");
         assert!(installations(&["nope".to_string()], &perms).is_err());
+    }
+
+    #[test]
+    fn user_tokens_parse() {
+        assert_eq!(user_tokens("").unwrap(), vec![]);
+        assert_eq!(user_tokens(" , ").unwrap(), vec![]);
+        assert_eq!(
+            user_tokens("octocat:ghp_abc, mona-lisa:github_pat_x:y,").unwrap(),
+            vec![
+                ("octocat".to_string(), "ghp_abc".to_string()),
+                ("mona-lisa".to_string(), "github_pat_x:y".to_string()),
+            ]
+        );
+        for bad in [
+            "octocat",
+            "octocat:",
+            ":ghp_abc",
+            "octo cat:ghp_abc",
+            "octocat[bot]:ghp_abc",
+            "octocat:ghp abc",
+            "ok:t,broken",
+        ] {
+            let err = user_tokens(bad).expect_err(bad).to_string();
+            assert!(err.contains("STANDIN_USER_TOKENS"), "{bad}: {err}");
+        }
+        let err = user_tokens("a:1,octocat").unwrap_err().to_string();
+        assert!(err.contains("entry 2"), "{err}");
+        for leaky in ["octocat:ghp secret", "ghp_secret"] {
+            let err = user_tokens(leaky).unwrap_err().to_string();
+            assert!(!err.contains("secret"), "the token stays out: {err}");
+        }
     }
 }

@@ -19,9 +19,11 @@ pub(crate) const UPDATED_AT: &str = "2024-06-01T12:00:00Z";
 pub(crate) const DOCS_URL: &str = "https://docs.github.com/rest";
 /// Every repository's default branch (`default_branch` of the repository object).
 pub(crate) const DEFAULT_BRANCH: &str = "main";
-/// Events the App subscribes to.
-const EVENTS: [&str; 4] = [
+/// Events the App subscribes to unless configured otherwise
+/// ([`crate::StandInConfig::webhook_events`]).
+pub(crate) const EVENTS: [&str; 5] = [
     "issue_comment",
+    "issues",
     "pull_request",
     "pull_request_review",
     "pull_request_review_comment",
@@ -116,6 +118,31 @@ pub(crate) fn account(shared: &Shared, base: &str, login: &str) -> Value {
         .account(login)
         .unwrap_or_else(|| (login.to_string(), 7_000_000));
     user(base, &login, id, "Organization")
+}
+
+/// The organization object of webhook payloads, for installation accounts (all organizations).
+pub(crate) fn organization(shared: &Shared, base: &str, login: &str) -> Option<Value> {
+    let (login, id) = shared.account(login)?;
+    let api = format!("{base}/orgs/{login}");
+    Some(json!({
+        "login": login,
+        "id": id,
+        "node_id": node_id("Organization", id),
+        "url": api,
+        "repos_url": format!("{api}/repos"),
+        "events_url": format!("{api}/events"),
+        "hooks_url": format!("{api}/hooks"),
+        "issues_url": format!("{api}/issues"),
+        "members_url": format!("{api}/members{{/member}}"),
+        "public_members_url": format!("{api}/public_members{{/member}}"),
+        "avatar_url": format!("https://avatars.githubusercontent.com/u/{id}?v=4"),
+        "description": "",
+    }))
+}
+
+/// The `installation` of an App's webhook payloads: just the ID and node ID.
+pub(crate) fn installation_ref(id: u64) -> Value {
+    json!({"id": id, "node_id": node_id("IntegrationInstallation", id)})
 }
 
 /// The App's bot user.
@@ -249,7 +276,7 @@ pub(crate) fn installation(shared: &Shared, base: &str, inst: &InstallationState
         "target_id": target_id,
         "target_type": "Organization",
         "permissions": spec.permissions,
-        "events": EVENTS,
+        "events": shared.webhook_events,
         "created_at": CREATED_AT,
         "updated_at": UPDATED_AT,
         "single_file_name": null,
@@ -310,7 +337,7 @@ pub(crate) fn app(shared: &Shared, base: &str) -> Value {
         "created_at": CREATED_AT,
         "updated_at": UPDATED_AT,
         "permissions": app_permissions(all.iter()),
-        "events": EVENTS,
+        "events": shared.webhook_events,
         "installations_count": installations_count,
     })
 }

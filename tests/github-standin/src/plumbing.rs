@@ -521,6 +521,76 @@ impl Bare {
         Ok(run.ok)
     }
 
+    /// The commit a branch name, tag name, full ref name or sha names.
+    pub async fn resolve_commit(&self, name: &str) -> Result<Option<String>, ApiError> {
+        if !crate::rest::valid_branch(name) {
+            return Ok(None);
+        }
+        let mut candidates = Vec::new();
+        if is_full_sha(name) {
+            candidates.push(name.to_string());
+        }
+        if name.starts_with("refs/") {
+            candidates.push(name.to_string());
+        }
+        candidates.push(format!("refs/heads/{name}"));
+        candidates.push(format!("refs/tags/{name}"));
+        if is_hex(name) && !is_full_sha(name) {
+            candidates.push(name.to_string());
+        }
+        for c in candidates {
+            if let Some(sha) = self.rev_parse(&format!("{c}^{{commit}}")).await? {
+                return Ok(Some(sha));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The commit `sha` (full or abbreviated hex) names, if the repository has it.
+    pub async fn commit(&self, sha: &str) -> Result<Option<String>, ApiError> {
+        if !self.exists() || !is_hex(sha) {
+            return Ok(None);
+        }
+        self.rev_parse(&format!("{sha}^{{commit}}")).await
+    }
+
+    /// The best common ancestor of two commits, if they share history.
+    pub async fn merge_base(&self, a: &str, b: &str) -> Result<Option<String>, ApiError> {
+        if !is_full_sha(a) || !is_full_sha(b) {
+            return Ok(None);
+        }
+        let run = self.run(&["merge-base", a, b], &[], None).await?;
+        let sha = String::from_utf8_lossy(&run.stdout).trim().to_string();
+        Ok((run.ok && is_full_sha(&sha)).then_some(sha))
+    }
+
+    /// The commits reachable from `head` but not from `base`, oldest first.
+    pub async fn commits_between(&self, base: &str, head: &str) -> Result<Vec<String>, ApiError> {
+        if !is_full_sha(base) || !is_full_sha(head) {
+            return Ok(Vec::new());
+        }
+        let range = format!("{base}..{head}");
+        let text = self.text(&["rev-list", "--reverse", &range]).await?;
+        Ok(text.lines().map(str::to_string).collect())
+    }
+
+    /// What changed from commit `base` to commit `head`, with rename detection: the raw listing
+    /// (`git diff-tree --raw -z`) and the patch, both in git's order of files.
+    pub async fn diff(&self, base: &str, head: &str) -> Result<(Vec<u8>, Vec<u8>), ApiError> {
+        if !is_full_sha(base) || !is_full_sha(head) {
+            return Err(server_error("diff-tree", "unchecked object name"));
+        }
+        // No external diff drivers or text conversion: GitHub diffs the stored bytes.
+        let common = ["diff-tree", "-r", "-M", "--no-ext-diff", "--no-textconv"];
+        let mut raw_args = common.to_vec();
+        raw_args.extend(["-z", "--raw", base, head]);
+        let mut patch_args = common.to_vec();
+        patch_args.extend(["--no-color", "-p", "-U3", base, head]);
+        let raw = self.run_ok(&raw_args, &[], None).await?;
+        let patch = self.run_ok(&patch_args, &[], None).await?;
+        Ok((raw, patch))
+    }
+
     /// Whether commit `ancestor` is reachable from commit `descendant`.
     pub async fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Result<bool, ApiError> {
         if !is_full_sha(ancestor) || !is_full_sha(descendant) {

@@ -1,12 +1,19 @@
 //! The REST routes a GitHub App bot uses on a repository: issues, issue comments, reactions,
-//! labels, check runs, pull requests, changed files, reviews, collaborator permissions,
-//! contents and the Git Data API (blobs, trees, commits, refs; served by [`crate::gitdata`]) —
-//! plus team memberships of the installation's organization.
+//! labels, check runs, pull requests, changed files, reviews and review comments (served by
+//! [`crate::reviews`]), collaborator permissions, contents, comparisons and the Git Data API
+//! (blobs, trees, commits, refs; served by [`crate::gitdata`]) — plus team memberships of the
+//! installation's organization.
 //!
 //! Every call is recorded (see [`crate::StandIn::calls`]), needs an installation token that can
 //! see the repository (anything else answers 404, as GitHub does for private repositories) and
 //! has the permission the route needs (else 403 `Resource not accessible by integration`),
 //! counts against the caller's rate limit and may be failed with an injected fault.
+//!
+//! A person's personal access token (a classic PAT with the `repo` scope) works too, on every
+//! repository the stand-in serves: what it creates (comments, reactions, pull requests,
+//! reviews, commits) is that user's, and the webhooks it causes name them as `sender`. Only
+//! Apps may create and update check runs (403 `You must authenticate via a GitHub App.`), and
+//! team memberships need `read:org`, which the token lacks (404).
 
 use std::sync::Arc;
 
@@ -21,13 +28,14 @@ use crate::api::{
     base_url, charge, finish, identify, json_response, query_number, Accept, ApiError, AppState,
     Authed, Who,
 };
+use crate::changes::pull_diff;
+use crate::events;
 use crate::gitdata::{GitCtx, GitOp};
 use crate::objects::{self, level_rank};
 use crate::shapes::{self, View};
 use crate::state::{RepoInfo, Shared, TokenRecord};
 use crate::store::{
     fnv, pseudo_sha, CheckRunRec, CommentRec, IssueRec, OutputRec, PullRec, ReactionRec, RepoData,
-    ReviewRec,
 };
 use crate::RecordedCall;
 
@@ -72,6 +80,16 @@ enum Op {
     UpdatePull(u64),
     ListFiles(u64),
     CreateReview(u64),
+    ListReviews(u64),
+    /// (pull request, review).
+    GetReview(u64, u64),
+    DeleteReview(u64, u64),
+    ListReviewComments(u64, u64),
+    /// Review comments of a pull request.
+    ListPullComments(u64),
+    GetPullComment(u64),
+    /// (pull request, comment replied to).
+    CreateReply(u64, u64),
     Permission(String),
     /// Contents and the Git Data API.
     Git(GitOp),
@@ -106,8 +124,19 @@ impl Op {
             | Op::RemoveLabel(..) => (ISSUES, "write"),
             Op::GetCheckRun(_) => (CHECKS, "read"),
             Op::CreateCheckRun | Op::UpdateCheckRun(_) => (CHECKS, "write"),
-            Op::ListPulls | Op::GetPull(_) | Op::ListFiles(_) => (PULLS, "read"),
-            Op::CreatePull | Op::UpdatePull(_) | Op::CreateReview(_) => (PULLS, "write"),
+            Op::ListPulls
+            | Op::GetPull(_)
+            | Op::ListFiles(_)
+            | Op::ListReviews(_)
+            | Op::GetReview(..)
+            | Op::ListReviewComments(..)
+            | Op::ListPullComments(_)
+            | Op::GetPullComment(_) => (PULLS, "read"),
+            Op::CreatePull
+            | Op::UpdatePull(_)
+            | Op::CreateReview(_)
+            | Op::DeleteReview(..)
+            | Op::CreateReply(..) => (PULLS, "write"),
             // Metadata `read`, which every installation token has.
             Op::Permission(_) => (&[], ""),
             Op::Git(op) if op.writes() => (CONTENTS, "write"),
@@ -188,6 +217,15 @@ fn parse(method: &Method, path: &str) -> Option<Route> {
         ("PATCH" | "POST", ["pulls", n]) => Op::UpdatePull(num(n)?),
         ("GET", ["pulls", n, "files"]) => Op::ListFiles(num(n)?),
         ("POST", ["pulls", n, "reviews"]) => Op::CreateReview(num(n)?),
+        ("GET", ["pulls", n, "reviews"]) => Op::ListReviews(num(n)?),
+        ("GET", ["pulls", n, "reviews", id]) => Op::GetReview(num(n)?, num(id)?),
+        ("DELETE", ["pulls", n, "reviews", id]) => Op::DeleteReview(num(n)?, num(id)?),
+        ("GET", ["pulls", n, "reviews", id, "comments"]) => {
+            Op::ListReviewComments(num(n)?, num(id)?)
+        }
+        ("GET", ["pulls", "comments", id]) => Op::GetPullComment(num(id)?),
+        ("GET", ["pulls", n, "comments"]) => Op::ListPullComments(num(n)?),
+        ("POST", ["pulls", n, "comments", id, "replies"]) => Op::CreateReply(num(n)?, num(id)?),
         ("GET", ["collaborators", user, "permission"]) if !user.is_empty() => {
             Op::Permission(user.to_string())
         }
@@ -323,16 +361,36 @@ async fn serve(call: &Call<'_>, authed: &Authed, route: Route) -> Result<Respons
     if let Some(err) = crate::mint::apply_fault(call.shared, fault).await {
         return Err(err);
     }
-    let Who::Installation(token) = &authed.who else {
-        return Err(ApiError::not_found());
+    let caller = match &authed.who {
+        Who::Installation(token) => Caller::Bot(token),
+        Who::User(login) => Caller::User(login),
+        Who::App => return Err(ApiError::not_found()),
     };
-    match route {
-        Route::Repo { owner, repo, op } => serve_repo(call, token, &owner, &repo, op).await,
-        Route::TeamMembership { org, team, user } => {
+    match (route, caller) {
+        (Route::Repo { owner, repo, op }, _) => serve_repo(call, caller, &owner, &repo, op).await,
+        (Route::TeamMembership { org, team, user }, Caller::Bot(token)) => {
             team_membership(call, token, &org, &team, &user)
         }
+        // A classic PAT with the `repo` scope lacks `read:org`.
+        (Route::TeamMembership { .. }, Caller::User(_)) => Err(ApiError::not_found()),
     }
 }
+
+/// Who calls a repository route.
+#[derive(Debug, Clone, Copy)]
+enum Caller<'a> {
+    /// The App's bot, with an installation token.
+    Bot(&'a TokenRecord),
+    /// A person (the login), with a personal access token: a classic PAT with the `repo` scope.
+    User(&'a str),
+}
+
+/// GitHub's answer when a person calls a route only Apps may use.
+const APP_ONLY: &str = "You must authenticate via a GitHub App.";
+/// Documentation of the create-check-run route, named by its refusal of people.
+const CREATE_CHECK_RUN_DOCS: &str = "https://docs.github.com/rest/checks/runs#create-a-check-run";
+/// Documentation of the update-check-run route, named by its refusal of people.
+const UPDATE_CHECK_RUN_DOCS: &str = "https://docs.github.com/rest/checks/runs#update-a-check-run";
 
 /// `GET /orgs/{org}/teams/{team}/memberships/{user}`: needs a token of an installation on
 /// `org` (else 404) with members `read` (else 403); 404 unless `user` is in the team.
@@ -369,22 +427,40 @@ fn team_membership(
     ))
 }
 
-/// Visibility of the repository, permissions, body parsing, then the operation.
+/// Visibility of the repository, permissions, body parsing, then the operation. The bot sees
+/// its token's repositories with its token's permissions; a person every repository the
+/// stand-in serves, with everything but what only Apps may do (check runs).
 async fn serve_repo(
     call: &Call<'_>,
-    token: &TokenRecord,
+    caller: Caller<'_>,
     owner: &str,
     repo: &str,
     op: Op,
 ) -> Result<Response, ApiError> {
-    let repo = token
-        .repos
+    let visible = match caller {
+        Caller::Bot(token) => token.repos.as_slice(),
+        Caller::User(_) => call.shared.repos.as_slice(),
+    };
+    let repo = visible
         .iter()
         .find(|r| r.is(owner, repo))
         .cloned()
         .ok_or_else(ApiError::not_found)?;
-    let (perms, level) = op.needs();
-    require(token, perms, level)?;
+    let user = match caller {
+        Caller::Bot(token) => {
+            let (perms, level) = op.needs();
+            require(token, perms, level)?;
+            None
+        }
+        Caller::User(login) => {
+            let app_only = |docs| Err(ApiError::new(StatusCode::FORBIDDEN, APP_ONLY).docs(docs));
+            match op {
+                Op::CreateCheckRun => return app_only(CREATE_CHECK_RUN_DOCS),
+                Op::UpdateCheckRun(_) => return app_only(UPDATE_CHECK_RUN_DOCS),
+                _ => Some(login),
+            }
+        }
+    };
     if !call.body_ok {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -395,6 +471,7 @@ async fn serve_repo(
         shared: call.shared,
         base: &call.base,
         repo: &repo,
+        user,
         body: &call.body,
         query: call.query.as_deref(),
         path: &call.path,
@@ -406,23 +483,31 @@ async fn serve_repo(
         Op::GetComment(id) => ctx.get_comment(id),
         Op::UpdateComment(id) => ctx.update_comment(id),
         Op::CreateReaction(id) => ctx.create_reaction(id),
-        Op::AddLabels(n) => ctx.add_labels(n),
-        Op::RemoveLabel(n, name) => ctx.remove_label(n, &name),
+        Op::AddLabels(n) => ctx.add_labels(n).await,
+        Op::RemoveLabel(n, name) => ctx.remove_label(n, &name).await,
         Op::CreateCheckRun => ctx.create_check_run(),
         Op::GetCheckRun(id) => ctx.get_check_run(id),
         Op::UpdateCheckRun(id) => ctx.update_check_run(id),
-        Op::ListPulls => ctx.list_pulls(),
+        Op::ListPulls => ctx.list_pulls().await,
         Op::CreatePull => ctx.create_pull().await,
-        Op::GetPull(n) => ctx.get_pull(n),
-        Op::UpdatePull(n) => ctx.update_pull(n),
-        Op::ListFiles(n) => ctx.list_files(n),
-        Op::CreateReview(n) => ctx.create_review(n),
+        Op::GetPull(n) => ctx.get_pull(n).await,
+        Op::UpdatePull(n) => ctx.update_pull(n).await,
+        Op::ListFiles(n) => ctx.list_files(n).await,
+        Op::CreateReview(n) => ctx.create_review(n).await,
+        Op::ListReviews(n) => ctx.list_reviews(n),
+        Op::GetReview(n, id) => ctx.get_review(n, id),
+        Op::DeleteReview(n, id) => ctx.delete_review(n, id),
+        Op::ListReviewComments(n, id) => ctx.list_review_comments(n, id),
+        Op::ListPullComments(n) => ctx.list_pull_comments(n),
+        Op::GetPullComment(id) => ctx.get_pull_comment(id),
+        Op::CreateReply(n, id) => ctx.create_reply(n, id),
         Op::Permission(user) => ctx.permission(&user),
         Op::Git(op) => {
             let git = GitCtx {
                 shared: call.shared,
                 base: &call.base,
                 repo: &repo,
+                user,
                 body: &call.body,
                 query: call.query.as_deref(),
                 accept: &call.accept,
@@ -475,7 +560,7 @@ pub(crate) fn not_one_of(key: &str, value: &str, allowed: &[&str]) -> ApiError {
 }
 
 /// A comment or review body within GitHub's size limit.
-fn check_body_length(resource: &str, body: &str) -> Result<(), ApiError> {
+pub(crate) fn check_body_length(resource: &str, body: &str) -> Result<(), ApiError> {
     if body.chars().count() > MAX_BODY_CHARS {
         return Err(ApiError::validation(json!([{
             "resource": resource,
@@ -507,7 +592,7 @@ pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 
 /// One page of `items` (`per_page` default 30, at most 100) with GitHub's `Link` header, whose
 /// targets are `{base}{path}?...` (`base` is empty for path-only targets).
-fn paginate(base: &str, path: &str, query: Option<&str>, items: Vec<Value>) -> Response {
+pub(crate) fn paginate(base: &str, path: &str, query: Option<&str>, items: Vec<Value>) -> Response {
     let per_page = query_number(query, "per_page").unwrap_or(30).clamp(1, 100);
     let page = query_number(query, "page").unwrap_or(1).max(1);
     let total = items.len();
@@ -611,27 +696,38 @@ pub(crate) fn fallback_sha(repo: &RepoInfo, branch: &str) -> String {
     pseudo_sha(&format!("{}/{}:{branch}", repo.owner, repo.name))
 }
 
+/// Whether a repository role (`admin`, `maintain`, `write`, ...) may write.
+fn may_write(role: &str) -> bool {
+    matches!(role, "admin" | "maintain" | "write")
+}
+
 /// An authorised call on one repository.
-struct Ctx<'a> {
-    shared: &'a Shared,
-    base: &'a str,
-    repo: &'a RepoInfo,
-    body: &'a Value,
-    query: Option<&'a str>,
-    path: &'a str,
+pub(crate) struct Ctx<'a> {
+    pub shared: &'a Shared,
+    pub base: &'a str,
+    pub repo: &'a RepoInfo,
+    /// The person calling with a personal access token; `None`: the App's bot.
+    pub user: Option<&'a str>,
+    pub body: &'a Value,
+    pub query: Option<&'a str>,
+    pub path: &'a str,
 }
 
 impl Ctx<'_> {
-    fn now(&self) -> DateTime<Utc> {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
         self.shared.now()
     }
 
-    fn bot(&self) -> String {
-        self.shared.bot_login()
+    /// The caller's login: the person of a personal access token, else the App's bot.
+    pub(crate) fn caller(&self) -> String {
+        match self.user {
+            Some(login) => login.to_string(),
+            None => self.shared.bot_login(),
+        }
     }
 
     /// A copy of the repository's data.
-    fn snapshot(&self) -> RepoData {
+    pub(crate) fn snapshot(&self) -> RepoData {
         self.shared.with(|s| {
             s.store
                 .repo(&self.repo.owner, &self.repo.name)
@@ -641,7 +737,7 @@ impl Ctx<'_> {
     }
 
     /// Runs `f` on the repository's data (created if needed) with the state locked.
-    fn mutate<R>(
+    pub(crate) fn mutate<R>(
         &self,
         f: impl FnOnce(&mut crate::store::Store, &mut RepoData) -> Result<R, ApiError>,
     ) -> Result<(R, RepoData), ApiError> {
@@ -654,7 +750,7 @@ impl Ctx<'_> {
         })
     }
 
-    fn view<'b>(&'b self, data: &'b RepoData) -> View<'b> {
+    pub(crate) fn view<'b>(&'b self, data: &'b RepoData) -> View<'b> {
         View {
             shared: self.shared,
             base: self.base,
@@ -670,7 +766,7 @@ impl Ctx<'_> {
     /// What pagination links start with: nothing (path-only targets, which octocrab follows
     /// with its credentials — it drops them for absolute URLs not on api.github.com), or the
     /// base URL when absolute links are on.
-    fn link_base(&self) -> String {
+    pub(crate) fn link_base(&self) -> String {
         if self.shared.with(|s| s.store.absolute_links) {
             self.base.to_string()
         } else {
@@ -678,7 +774,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn api(&self) -> String {
+    pub(crate) fn api(&self) -> String {
         format!("{}/repos/{}/{}", self.base, self.repo.owner, self.repo.name)
     }
 
@@ -726,7 +822,7 @@ impl Ctx<'_> {
     fn create_comment(&self, n: u64) -> Result<Response, ApiError> {
         let body = self.comment_body()?;
         let now = self.now();
-        let bot = self.bot();
+        let caller = self.caller();
         let (rec, data) = self.mutate(|store, data| {
             let issue = data.issues.get_mut(&n).ok_or_else(ApiError::not_found)?;
             issue.updated_at = now;
@@ -734,7 +830,7 @@ impl Ctx<'_> {
                 id: store.next_id(),
                 issue_number: n,
                 body,
-                author: bot,
+                author: caller,
                 created_at: now,
                 updated_at: now,
             };
@@ -743,6 +839,16 @@ impl Ctx<'_> {
         })?;
         let out = shapes::comment(&self.view(&data), &rec, &self.app());
         let location = format!("{}/issues/comments/{}", self.api(), rec.id);
+        let caller = self.caller();
+        events::issue_comment(
+            self.shared,
+            self.base,
+            self.repo,
+            rec.id,
+            "created",
+            None,
+            &caller,
+        );
         Ok(created(&out, &location))
     }
 
@@ -761,25 +867,46 @@ impl Ctx<'_> {
 
     fn update_comment(&self, id: u64) -> Result<Response, ApiError> {
         let now = self.now();
-        let bot = self.bot();
+        let caller = self.caller();
         let exists = self.snapshot().comments.iter().any(|c| c.id == id);
         if !exists {
             return Err(ApiError::not_found());
         }
         let body = self.comment_body()?;
-        let (rec, data) = self.mutate(|_, data| {
+        let ((rec, old), data) = self.mutate(|_, data| {
+            let role = data.permission(&caller).to_string();
             let rec = data
                 .comments
                 .iter_mut()
                 .find(|c| c.id == id)
                 .ok_or_else(ApiError::not_found)?;
-            if !rec.author.eq_ignore_ascii_case(&bot) {
-                return Err(ApiError::new(StatusCode::FORBIDDEN, NOT_ACCESSIBLE));
+            if !rec.author.eq_ignore_ascii_case(&caller) {
+                // The bot edits only its own comments; a person also edits others' with write
+                // access to the repository, as on GitHub (else 404, as for what they may not
+                // touch).
+                if self.user.is_none() {
+                    return Err(ApiError::new(StatusCode::FORBIDDEN, NOT_ACCESSIBLE));
+                }
+                if !may_write(&role) {
+                    return Err(ApiError::not_found());
+                }
             }
-            rec.body = body;
+            let old = std::mem::replace(&mut rec.body, body);
             rec.updated_at = now;
-            Ok(rec.clone())
+            Ok((rec.clone(), old))
         })?;
+        if old != rec.body {
+            let changes = json!({"body": {"from": old}});
+            events::issue_comment(
+                self.shared,
+                self.base,
+                self.repo,
+                id,
+                "edited",
+                Some(changes),
+                &caller,
+            );
+        }
         Ok(json_response(
             StatusCode::OK,
             &shapes::comment(&self.view(&data), &rec, &self.app()),
@@ -798,25 +925,24 @@ impl Ctx<'_> {
             }])));
         }
         let now = self.now();
-        let bot = self.bot();
-        let ((rec, fresh), data) = self.mutate(|store, data| {
-            if let Some(existing) = data
-                .reactions
-                .iter()
-                .find(|r| r.comment_id == comment_id && r.content == content && r.user == bot)
-            {
-                return Ok((existing.clone(), false));
-            }
-            let rec = ReactionRec {
-                id: store.next_id(),
-                comment_id,
-                content,
-                user: bot,
-                created_at: now,
-            };
-            data.reactions.push(rec.clone());
-            Ok((rec, true))
-        })?;
+        let caller = self.caller();
+        let ((rec, fresh), data) =
+            self.mutate(|store, data| {
+                if let Some(existing) = data.reactions.iter().find(|r| {
+                    r.comment_id == comment_id && r.content == content && r.user == caller
+                }) {
+                    return Ok((existing.clone(), false));
+                }
+                let rec = ReactionRec {
+                    id: store.next_id(),
+                    comment_id,
+                    content,
+                    user: caller,
+                    created_at: now,
+                };
+                data.reactions.push(rec.clone());
+                Ok((rec, true))
+            })?;
         let status = if fresh {
             StatusCode::CREATED
         } else {
@@ -844,7 +970,7 @@ impl Ctx<'_> {
         Value::Array(labels)
     }
 
-    fn add_labels(&self, n: u64) -> Result<Response, ApiError> {
+    async fn add_labels(&self, n: u64) -> Result<Response, ApiError> {
         let list = match self.body {
             Value::Array(a) => a.clone(),
             Value::Object(m) => match m.get("labels") {
@@ -893,32 +1019,60 @@ impl Ctx<'_> {
         let canonical = self
             .shared
             .with(|s| s.store.ensure_labels(&owner, &name, &names));
-        let ((), data) = self.mutate(|_, data| {
+        let (added, data) = self.mutate(|_, data| {
             let issue = data.issues.get_mut(&n).ok_or_else(ApiError::not_found)?;
+            let mut added = Vec::new();
             for label in canonical {
                 if !issue.labels.iter().any(|l| l.eq_ignore_ascii_case(&label)) {
-                    issue.labels.push(label);
+                    issue.labels.push(label.clone());
+                    added.push(label);
                 }
             }
             issue.updated_at = now;
-            Ok(())
+            Ok(added)
         })?;
+        let caller = self.caller();
+        for label in &added {
+            let field = events::label_field(self.shared, self.base, self.repo, label);
+            events::issue_or_pull(
+                self.shared,
+                self.base,
+                self.repo,
+                n,
+                "labeled",
+                field,
+                &caller,
+            )
+            .await;
+        }
         Ok(json_response(StatusCode::OK, &self.labels_of(&data, n)))
     }
 
-    fn remove_label(&self, n: u64, label: &str) -> Result<Response, ApiError> {
+    async fn remove_label(&self, n: u64, label: &str) -> Result<Response, ApiError> {
         let now = self.now();
-        let ((), data) = self.mutate(|_, data| {
+        let (removed, data) = self.mutate(|_, data| {
             let issue = data.issues.get_mut(&n).ok_or_else(ApiError::not_found)?;
             let index = issue
                 .labels
                 .iter()
                 .position(|l| l.eq_ignore_ascii_case(label))
                 .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "Label does not exist"))?;
-            issue.labels.remove(index);
+            let removed = issue.labels.remove(index);
             issue.updated_at = now;
-            Ok(())
+            Ok(removed)
         })?;
+        let caller = self.caller();
+        let field = events::label_field(self.shared, self.base, self.repo, &removed);
+        events::issue_or_pull(
+            self.shared,
+            self.base,
+            self.repo,
+            n,
+            "unlabeled",
+            field,
+            &caller,
+        )
+        .await;
         Ok(json_response(StatusCode::OK, &self.labels_of(&data, n)))
     }
 
@@ -1115,7 +1269,7 @@ impl Ctx<'_> {
 
     // ----- pull requests -----
 
-    fn list_pulls(&self) -> Result<Response, ApiError> {
+    async fn list_pulls(&self) -> Result<Response, ApiError> {
         let state = query_param(self.query, "state").unwrap_or_else(|| "open".to_string());
         if !["open", "closed", "all"].contains(&state.as_str()) {
             return Err(ApiError::validation(json!([{
@@ -1128,7 +1282,7 @@ impl Ctx<'_> {
         let base = query_param(self.query, "base");
         let data = self.snapshot();
         let view = self.view(&data);
-        let items: Vec<Value> = data
+        let listed: Vec<(&IssueRec, &PullRec)> = data
             .pulls
             .iter()
             .rev()
@@ -1149,8 +1303,12 @@ impl Ctx<'_> {
                 }
             })
             .filter(|(_, p)| base.as_ref().is_none_or(|b| *b == p.base_ref))
-            .map(|(i, p)| shapes::pull(&view, i, p))
             .collect();
+        let mut items = Vec::with_capacity(listed.len());
+        for (i, p) in listed {
+            let diff = pull_diff(self.shared, self.repo, p, None).await?;
+            items.push(shapes::pull(&view, i, p, &diff));
+        }
         Ok(paginate(&self.link_base(), self.path, self.query, items))
     }
 
@@ -1227,7 +1385,7 @@ impl Ctx<'_> {
             }])));
         }
         let now = self.now();
-        let bot = self.bot();
+        let caller = self.caller();
         let dup = self.already_exists(&head_ref);
         let (n, data) = self.mutate(|store, data| {
             if Self::open_duplicate(data, &head_ref, &base, 0) {
@@ -1241,7 +1399,7 @@ impl Ctx<'_> {
                     number: n,
                     title,
                     body,
-                    author: bot,
+                    author: caller,
                     labels: Vec::new(),
                     state: "open".to_string(),
                     created_at: now,
@@ -1260,26 +1418,42 @@ impl Ctx<'_> {
                     from_fork: false,
                     draft,
                     files: Vec::new(),
+                    past_heads: Vec::new(),
                 },
             );
             Ok(n)
         })?;
-        let out = self.render_pull(&data, n)?;
+        let out = self.render_pull(&data, n).await?;
+        let caller = self.caller();
+        events::issue_or_pull(
+            self.shared,
+            self.base,
+            self.repo,
+            n,
+            "opened",
+            Map::new(),
+            &caller,
+        )
+        .await;
         Ok(created(&out, &format!("{}/pulls/{n}", self.api())))
     }
 
-    fn render_pull(&self, data: &RepoData, n: u64) -> Result<Value, ApiError> {
+    async fn render_pull(&self, data: &RepoData, n: u64) -> Result<Value, ApiError> {
         let pull = data.pulls.get(&n).ok_or_else(ApiError::not_found)?;
         let issue = data.issues.get(&n).ok_or_else(ApiError::not_found)?;
-        Ok(shapes::pull(&self.view(data), issue, pull))
+        let diff = pull_diff(self.shared, self.repo, pull, None).await?;
+        Ok(shapes::pull(&self.view(data), issue, pull, &diff))
     }
 
-    fn get_pull(&self, n: u64) -> Result<Response, ApiError> {
+    async fn get_pull(&self, n: u64) -> Result<Response, ApiError> {
         let data = self.snapshot();
-        Ok(json_response(StatusCode::OK, &self.render_pull(&data, n)?))
+        Ok(json_response(
+            StatusCode::OK,
+            &self.render_pull(&data, n).await?,
+        ))
     }
 
-    fn update_pull(&self, n: u64) -> Result<Response, ApiError> {
+    async fn update_pull(&self, n: u64) -> Result<Response, ApiError> {
         let m = object(self.body)?;
         let title = opt_str(&m, "title")?;
         let body = opt_str(&m, "body")?;
@@ -1301,7 +1475,7 @@ impl Ctx<'_> {
             }])));
         }
         let now = self.now();
-        let ((), data) = self.mutate(|_, data| {
+        let (before, data) = self.mutate(|_, data| {
             let pull = data
                 .pulls
                 .get(&n)
@@ -1336,110 +1510,49 @@ impl Ctx<'_> {
                 }
                 i.updated_at = now;
             }
-            Ok(())
+            Ok(issue)
         })?;
-        Ok(json_response(StatusCode::OK, &self.render_pull(&data, n)?))
+        let out = self.render_pull(&data, n).await?;
+        self.pull_updated(&before, &data, n).await;
+        Ok(json_response(StatusCode::OK, &out))
     }
 
-    fn list_files(&self, n: u64) -> Result<Response, ApiError> {
+    /// The events of a pull request update: `edited` (title or body), then `closed` or
+    /// `reopened`.
+    async fn pull_updated(&self, before: &IssueRec, data: &RepoData, n: u64) {
+        let Some(after) = data.issues.get(&n) else {
+            return;
+        };
+        let caller = self.caller();
+        let (shared, base, repo) = (self.shared, self.base, self.repo);
+        if let Some(changes) =
+            events::edit_changes(&before.title, &after.title, &before.body, &after.body)
+        {
+            events::issue_or_pull(shared, base, repo, n, "edited", changes, &caller).await;
+        }
+        if before.state != after.state {
+            let action = if after.state == "closed" {
+                "closed"
+            } else {
+                "reopened"
+            };
+            events::issue_or_pull(shared, base, repo, n, action, Map::new(), &caller).await;
+        }
+    }
+
+    async fn list_files(&self, n: u64) -> Result<Response, ApiError> {
         let data = self.snapshot();
         let pull = data.pulls.get(&n).ok_or_else(ApiError::not_found)?;
+        let diff = pull_diff(self.shared, self.repo, pull, None).await?;
         let view = self.view(&data);
-        let items: Vec<Value> = pull
+        // GitHub lists at most 3000 files.
+        let items: Vec<Value> = diff
             .files
             .iter()
             .take(3000)
-            .map(|f| shapes::file(&view, pull, f))
+            .map(|f| shapes::file(&view, &pull.head_sha, f))
             .collect();
         Ok(paginate(&self.link_base(), self.path, self.query, items))
-    }
-
-    fn create_review(&self, n: u64) -> Result<Response, ApiError> {
-        const EVENTS: [&str; 3] = ["APPROVE", "REQUEST_CHANGES", "COMMENT"];
-        let m = object(self.body)?;
-        let data = self.snapshot();
-        let pull = data.pulls.get(&n).ok_or_else(ApiError::not_found)?;
-        let issue = data.issues.get(&n).ok_or_else(ApiError::not_found)?;
-        let event = opt_str(&m, "event")?;
-        if let Some(e) = &event {
-            if !EVENTS.contains(&e.as_str()) {
-                return Err(not_one_of("event", e, &EVENTS));
-            }
-        }
-        let body = opt_str(&m, "body")?.unwrap_or_default();
-        check_body_length("PullRequestReview", &body)?;
-        let commit_id = opt_str(&m, "commit_id")?.unwrap_or_else(|| pull.head_sha.clone());
-        let comments = match m.get("comments") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) => a.clone(),
-            Some(other) => {
-                return Err(invalid(format_args!(
-                    "For 'properties/comments', {other} is not an array."
-                )))
-            }
-        };
-        let unprocessable =
-            |message: &str| ApiError::unprocessable_with("Unprocessable Entity", json!([message]));
-        for c in &comments {
-            let Value::Object(o) = c else {
-                return Err(invalid(format_args!("For 'items', {c} is not an object.")));
-            };
-            let path = req_str(o, "path")?;
-            req_str(o, "body")?;
-            if !pull.files.is_empty() && !pull.files.iter().any(|f| f.filename == path) {
-                return Err(unprocessable("Path could not be resolved"));
-            }
-        }
-        let bot = self.bot();
-        let own = issue.author.eq_ignore_ascii_case(&bot);
-        let state = match event.as_deref() {
-            Some("APPROVE") if own => {
-                return Err(unprocessable(
-                    "Review Can not approve your own pull request",
-                ))
-            }
-            Some("REQUEST_CHANGES") if own => {
-                return Err(unprocessable(
-                    "Review Can not request changes on your own pull request",
-                ))
-            }
-            Some("APPROVE") => "APPROVED",
-            Some("REQUEST_CHANGES") => "CHANGES_REQUESTED",
-            Some(_) => "COMMENTED",
-            None => "PENDING",
-        };
-        if matches!(state, "COMMENTED" | "CHANGES_REQUESTED")
-            && body.trim().is_empty()
-            && comments.is_empty()
-        {
-            let what = if state == "COMMENTED" {
-                "comment"
-            } else {
-                "request changes"
-            };
-            return Err(unprocessable(&format!(
-                "Review Body is required when using the {what} event"
-            )));
-        }
-        let now = self.now();
-        let (rec, data) = self.mutate(|store, data| {
-            let rec = ReviewRec {
-                id: store.next_id(),
-                number: n,
-                body,
-                state: state.to_string(),
-                commit_id,
-                submitted_at: (state != "PENDING").then_some(now),
-                author: bot,
-                comments: Value::Array(comments),
-            };
-            data.reviews.push(rec.clone());
-            Ok(rec)
-        })?;
-        Ok(json_response(
-            StatusCode::OK,
-            &shapes::review(&self.view(&data), &rec),
-        ))
     }
 
     // ----- collaborators -----
@@ -1511,6 +1624,52 @@ mod tests {
             Some(Op::Git(GitOp::CreateCommit))
         );
         assert_eq!(p(Method::PUT, "/repos/o/r/git/blobs"), None);
+        assert_eq!(
+            p(Method::GET, "/repos/o/r/compare/main...octo%3Afeature/x"),
+            Some(Op::Git(GitOp::Compare("main...octo:feature/x".into())))
+        );
+        assert_eq!(
+            p(Method::GET, "/repos/o/r/pulls/4/reviews"),
+            Some(Op::ListReviews(4))
+        );
+        assert_eq!(
+            p(Method::GET, "/repos/o/r/pulls/4/reviews/9"),
+            Some(Op::GetReview(4, 9))
+        );
+        assert_eq!(
+            p(Method::DELETE, "/repos/o/r/pulls/4/reviews/9"),
+            Some(Op::DeleteReview(4, 9))
+        );
+        assert_eq!(
+            p(Method::GET, "/repos/o/r/pulls/4/reviews/9/comments"),
+            Some(Op::ListReviewComments(4, 9))
+        );
+        assert_eq!(
+            p(Method::GET, "/repos/o/r/pulls/4/comments"),
+            Some(Op::ListPullComments(4))
+        );
+        assert_eq!(
+            p(Method::GET, "/repos/o/r/pulls/comments/9"),
+            Some(Op::GetPullComment(9))
+        );
+        assert_eq!(
+            p(Method::POST, "/repos/o/r/pulls/4/comments/9/replies"),
+            Some(Op::CreateReply(4, 9))
+        );
+        assert_eq!(p(Method::PATCH, "/repos/o/r/pulls/4/reviews/9"), None);
+        assert_eq!(p(Method::GET, "/repos/o/r/pulls/x/comments"), None);
+        assert_eq!(
+            Op::ListPullComments(4).needs(),
+            (&["pull_requests"][..], "read")
+        );
+        assert_eq!(
+            Op::CreateReply(4, 9).needs(),
+            (&["pull_requests"][..], "write")
+        );
+        assert_eq!(
+            Op::DeleteReview(4, 9).needs(),
+            (&["pull_requests"][..], "write")
+        );
         assert_eq!(
             Op::Git(GitOp::CreateBlob).needs(),
             (&["contents"][..], "write")

@@ -1,17 +1,18 @@
 //! GitHub's JSON shapes for repository contents: issues, pull requests, comments, labels,
-//! reactions, check runs, reviews, changed files and collaborator permissions.
+//! reactions, check runs, reviews, review comments, changed files and collaborator permissions.
 //!
 //! Shapes are copied from real API and webhook payloads; values come from the stored records
 //! and URLs point at the stand-in (`base`).
 
 use serde_json::{json, Map, Value};
 
+use crate::changes::{FileChange, PullDiff};
 use crate::objects::{self, node_id, timestamp};
 use crate::state::{RepoInfo, Shared};
 use crate::store::{
-    fnv, CheckRunRec, CommentRec, IssueRec, PullRec, ReactionRec, RepoData, ReviewRec,
+    fnv, CheckRunRec, CommentRec, IssueRec, PullRec, ReactionRec, RepoData, ReviewCommentRec,
+    ReviewRec,
 };
-use crate::PullFileSpec;
 
 /// The reaction contents GitHub accepts.
 pub(crate) const REACTIONS: [&str; 8] = [
@@ -51,6 +52,14 @@ impl View<'_> {
         } else {
             "NONE"
         }
+    }
+
+    /// Whether a review is still pending (unknown reviews count as submitted).
+    pub fn pending(&self, review_id: u64) -> bool {
+        self.data
+            .reviews
+            .iter()
+            .any(|r| r.id == review_id && r.state == "PENDING")
     }
 
     /// Whether this issue number is a pull request.
@@ -282,8 +291,8 @@ fn head_repo(view: &View<'_>, issue: &IssueRec, pull: &PullRec) -> Value {
     repo
 }
 
-/// A pull request object.
-pub(crate) fn pull(view: &View<'_>, issue: &IssueRec, pull: &PullRec) -> Value {
+/// A pull request object; `diff` is its diff at its head.
+pub(crate) fn pull(view: &View<'_>, issue: &IssueRec, pull: &PullRec, diff: &PullDiff) -> Value {
     let n = issue.number;
     let api = format!("{}/pulls/{n}", view.api());
     let html = format!("{}/pull/{n}", view.html());
@@ -294,21 +303,21 @@ pub(crate) fn pull(view: &View<'_>, issue: &IssueRec, pull: &PullRec) -> Value {
     } else {
         view.repo.owner.clone()
     };
-    let additions = pull
+    let additions = diff
         .files
         .iter()
         .fold(0u64, |n, f| n.saturating_add(f.additions));
-    let deletions = pull
+    let deletions = diff
         .files
         .iter()
         .fold(0u64, |n, f| n.saturating_add(f.deletions));
-    let review_comments: usize = view
+    // Comments of pending reviews are not counted until submitted.
+    let review_comments = view
         .data
-        .reviews
+        .review_comments
         .iter()
-        .filter(|r| r.number == n)
-        .map(|r| r.comments.as_array().map_or(0, Vec::len))
-        .sum();
+        .filter(|c| c.number == n && !view.pending(c.review_id))
+        .count();
     let head_label = format!("{head_owner}:{}", pull.head_ref);
     let base_label = format!("{}:{}", view.repo.owner, pull.base_ref);
     let review_comment = format!("{}/pulls/comments{{/number}}", view.api());
@@ -382,10 +391,10 @@ pub(crate) fn pull(view: &View<'_>, issue: &IssueRec, pull: &PullRec) -> Value {
         "comments": view.data.comment_count(n),
         "review_comments": review_comments,
         "maintainer_can_modify": pull.from_fork,
-        "commits": 1,
+        "commits": diff.commits,
         "additions": additions,
         "deletions": deletions,
-        "changed_files": pull.files.len(),
+        "changed_files": diff.files.len(),
     });
     if let Value::Object(m) = &mut out {
         for part in [more, counts] {
@@ -397,27 +406,26 @@ pub(crate) fn pull(view: &View<'_>, issue: &IssueRec, pull: &PullRec) -> Value {
     out
 }
 
-/// A changed-file object of `GET /pulls/{n}/files`.
-pub(crate) fn file(view: &View<'_>, pull: &PullRec, spec: &PullFileSpec) -> Value {
-    let path = encode_path(&spec.filename, true);
-    let sha = crate::store::pseudo_sha(&format!(
-        "{}\u{0}{}",
-        spec.filename,
-        spec.patch.as_deref().unwrap_or_default()
-    ));
+/// A changed-file object of `GET /pulls/{n}/files` and compare's `files`; URLs name the file at
+/// commit `at`.
+pub(crate) fn file(view: &View<'_>, at: &str, f: &FileChange) -> Value {
+    let path = encode_path(&f.filename, true);
     let mut out = json!({
-        "sha": sha,
-        "filename": spec.filename,
-        "status": spec.status,
-        "additions": spec.additions,
-        "deletions": spec.deletions,
-        "changes": spec.additions.saturating_add(spec.deletions),
-        "blob_url": format!("{}/blob/{}/{path}", view.html(), pull.head_sha),
-        "raw_url": format!("{}/raw/{}/{path}", view.html(), pull.head_sha),
-        "contents_url": format!("{}/contents/{path}?ref={}", view.api(), pull.head_sha),
+        "sha": f.sha,
+        "filename": f.filename,
+        "status": f.status,
+        "additions": f.additions,
+        "deletions": f.deletions,
+        "changes": f.additions.saturating_add(f.deletions),
+        "blob_url": format!("{}/blob/{at}/{path}", view.html()),
+        "raw_url": format!("{}/raw/{at}/{path}", view.html()),
+        "contents_url": format!("{}/contents/{path}?ref={at}", view.api()),
     });
-    if let Some(patch) = &spec.patch {
+    if let Some(patch) = &f.patch {
         out["patch"] = json!(patch);
+    }
+    if let Some(previous) = &f.previous_filename {
+        out["previous_filename"] = json!(previous);
     }
     out
 }
@@ -448,6 +456,56 @@ pub(crate) fn review(view: &View<'_>, rec: &ReviewRec) -> Value {
     });
     if let Some(at) = rec.submitted_at {
         out["submitted_at"] = json!(timestamp(at));
+    }
+    out
+}
+
+/// A review comment object.
+pub(crate) fn review_comment(view: &View<'_>, rec: &ReviewCommentRec) -> Value {
+    let url = format!("{}/pulls/comments/{}", view.api(), rec.id);
+    let html = format!("{}/pull/{}#discussion_r{}", view.html(), rec.number, rec.id);
+    let pull_url = format!("{}/pulls/{}", view.api(), rec.number);
+    let contents: Vec<&str> = view
+        .data
+        .reactions
+        .iter()
+        .filter(|r| r.comment_id == rec.id)
+        .map(|r| r.content.as_str())
+        .collect();
+    let mut out = json!({
+        "url": url,
+        "pull_request_review_id": rec.review_id,
+        "id": rec.id,
+        "node_id": node_id("PullRequestReviewComment", rec.id),
+        "diff_hunk": rec.diff_hunk,
+        "path": rec.path,
+        "position": rec.position,
+        "original_position": rec.position,
+        "commit_id": rec.commit_id,
+        "original_commit_id": rec.commit_id,
+        "user": view.user(&rec.author),
+        "body": rec.body,
+        "created_at": timestamp(rec.created_at),
+        "updated_at": timestamp(rec.updated_at),
+        "html_url": html,
+        "pull_request_url": pull_url,
+        "author_association": view.association(&rec.author),
+        "_links": {
+            "self": {"href": url},
+            "html": {"href": html},
+            "pull_request": {"href": pull_url},
+        },
+        "reactions": reaction_rollup(format!("{url}/reactions"), &contents),
+        "start_line": rec.start_line,
+        "original_start_line": rec.start_line,
+        "start_side": rec.start_side,
+        "line": rec.line,
+        "original_line": rec.line,
+        "side": rec.side,
+        "subject_type": "line",
+    });
+    if let Some(parent) = rec.in_reply_to_id {
+        out["in_reply_to_id"] = json!(parent);
     }
     out
 }

@@ -12,6 +12,7 @@ use rand::Rng as _;
 use serde_json::json;
 
 use crate::store::{fnv, Store};
+use crate::webhook::{Hook, Queue};
 use crate::{Fault, InstallationSpec, MintRecord, StandInConfig, TokenFormat};
 
 /// Immutable configuration plus the mutable [`Inner`] state behind a mutex.
@@ -28,6 +29,12 @@ pub(crate) struct Shared {
     pub accounts: BTreeMap<String, (String, u64)>,
     /// Known repositories, in configuration order.
     pub repos: Vec<RepoInfo>,
+    /// The ID of the App's webhook (`X-GitHub-Hook-ID`).
+    pub hook_id: u64,
+    /// The events the App subscribes to.
+    pub webhook_events: Vec<String>,
+    /// Deliveries waiting for the sender task.
+    pub deliveries: Queue,
     inner: Mutex<Inner>,
 }
 
@@ -104,6 +111,8 @@ pub(crate) struct Inner {
     pub faults: VecDeque<Fault>,
     pub installations: Vec<InstallationState>,
     pub tokens: HashMap<String, TokenRecord>,
+    /// Personal access tokens: token → the user's login.
+    pub user_tokens: HashMap<String, String>,
     pub issued: Vec<String>,
     pub revoked: Vec<String>,
     pub mints: Vec<MintRecord>,
@@ -112,6 +121,8 @@ pub(crate) struct Inner {
     pub git_pushes: usize,
     /// Repository contents, the call log and call faults of the bot routes.
     pub store: Store,
+    /// The App's webhook and its delivery log.
+    pub webhook: Hook,
     rate: HashMap<String, RateWindow>,
 }
 
@@ -179,6 +190,9 @@ impl Shared {
             rate_limit_per_hour: config.rate_limit_per_hour,
             accounts,
             repos,
+            hook_id: config.hook_id,
+            webhook_events: config.webhook_events,
+            deliveries: Queue::new(),
             inner: Mutex::new(Inner {
                 token_ttl: config.token_ttl,
                 replication_lag: config.replication_lag,
@@ -188,6 +202,11 @@ impl Shared {
                 faults: VecDeque::new(),
                 installations,
                 tokens: HashMap::new(),
+                user_tokens: config
+                    .user_tokens
+                    .into_iter()
+                    .map(|(login, token)| (token, login))
+                    .collect(),
                 issued: Vec::new(),
                 revoked: Vec::new(),
                 mints: Vec::new(),
@@ -195,6 +214,11 @@ impl Shared {
                 git_auth_failures: 0,
                 git_pushes: 0,
                 store: Store::default(),
+                webhook: Hook::new(
+                    config.webhook_url,
+                    config.webhook_secret,
+                    config.webhook_timeout,
+                ),
                 rate: HashMap::new(),
             }),
         })
@@ -259,6 +283,16 @@ impl Shared {
             })
             .cloned()
             .collect()
+    }
+
+    /// The active (neither suspended nor deleted) installation that covers `owner/name`.
+    pub fn installation_covering(&self, owner: &str, name: &str) -> Option<u64> {
+        let installs = self.with(|s| s.installations.clone());
+        installs
+            .iter()
+            .filter(|i| i.active())
+            .find(|i| self.repos_of(&i.spec).iter().any(|r| r.is(owner, name)))
+            .map(|i| i.spec.id)
     }
 
     /// Counts one request against `identity`'s hourly window.
@@ -350,6 +384,20 @@ impl Shared {
             );
             s.issued.push(token.clone());
             (token, expires_at)
+        })
+    }
+
+    /// The login of the user a personal access token belongs to, if it is configured.
+    pub fn user_of_token(&self, token: &str) -> Option<String> {
+        self.with(|s| s.user_tokens.get(token).cloned())
+    }
+
+    /// Whether `login` has a personal access token (case-insensitively).
+    pub fn has_user_token(&self, login: &str) -> bool {
+        self.with(|s| {
+            s.user_tokens
+                .values()
+                .any(|l| l.eq_ignore_ascii_case(login))
         })
     }
 

@@ -1,14 +1,14 @@
 //! Repository contents a GitHub App bot works with: issues, pull requests, comments, labels,
-//! reactions, check runs, reviews and collaborator permissions, plus team memberships, the
-//! commits the stand-in signed, the call log and the call-fault queue of those routes. (Git
-//! contents live in the bare repositories, see [`crate::plumbing`].)
+//! reactions, check runs, reviews and their line comments, collaborator permissions, plus team
+//! memberships, the commits the stand-in signed, computed pull request diffs, the call log and
+//! the call-fault queue of those routes. (Git contents live in the bare repositories, see
+//! [`crate::plumbing`].)
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Utc};
-use serde_json::Value;
-
+use crate::changes::PullDiff;
 use crate::{Fault, PullFileSpec};
+use chrono::{DateTime, Utc};
 
 /// An issue (every pull request is also one, with the same number).
 #[derive(Debug, Clone)]
@@ -38,6 +38,8 @@ pub(crate) struct PullRec {
     pub from_fork: bool,
     pub draft: bool,
     pub files: Vec<PullFileSpec>,
+    /// Earlier head commits, oldest first (reviews may still name them).
+    pub past_heads: Vec<String>,
 }
 
 /// An issue comment.
@@ -106,8 +108,33 @@ pub(crate) struct ReviewRec {
     pub commit_id: String,
     pub submitted_at: Option<DateTime<Utc>>,
     pub author: String,
-    /// The inline `comments` of the request, as sent (`[]` if none).
-    pub comments: Value,
+}
+
+/// A review (line) comment on a pull request; its inline comments are in
+/// [`RepoData::review_comments`].
+#[derive(Debug, Clone)]
+pub(crate) struct ReviewCommentRec {
+    pub id: u64,
+    pub review_id: u64,
+    /// The pull request number.
+    pub number: u64,
+    pub path: String,
+    pub line: u64,
+    /// `LEFT` or `RIGHT`.
+    pub side: String,
+    pub start_line: Option<u64>,
+    pub start_side: Option<String>,
+    /// The diff position of `line` in the diff of `commit_id`.
+    pub position: u64,
+    pub commit_id: String,
+    /// The hunk header through the commented line.
+    pub diff_hunk: String,
+    /// The thread's first comment, for replies.
+    pub in_reply_to_id: Option<u64>,
+    pub author: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// Everything stored for one repository.
@@ -120,6 +147,8 @@ pub(crate) struct RepoData {
     pub reactions: Vec<ReactionRec>,
     pub check_runs: Vec<CheckRunRec>,
     pub reviews: Vec<ReviewRec>,
+    /// Review comments of every pull request, oldest first.
+    pub review_comments: Vec<ReviewCommentRec>,
     /// Lowercase login → `admin`, `maintain`, `write`, `triage` or `read`.
     pub permissions: HashMap<String, String>,
 }
@@ -181,6 +210,8 @@ pub(crate) struct Store {
     /// Team members: (lowercase organization, lowercase team slug) → lowercase login → role
     /// (`member` or `maintainer`).
     pub teams: HashMap<(String, String), BTreeMap<String, String>>,
+    /// Computed pull request diffs by (merge base, commit).
+    pub diffs: HashMap<(String, String), PullDiff>,
     next_id: u64,
 }
 

@@ -1097,7 +1097,7 @@ async fn reviews_are_submitted_with_githubs_rules() {
         Some(json!({
             "body": "A few notes",
             "event": "COMMENT",
-            "comments": [{"path": "src/file 1.rs", "line": 1, "body": "Why?"}],
+            "comments": [{"path": "src/file 0.rs", "line": 1, "body": "Why?"}],
         })),
     )
     .await;
@@ -1195,6 +1195,12 @@ async fn reviews_are_submitted_with_githubs_rules() {
     assert_eq!(reviews.len(), 3);
     assert_eq!(reviews[0]["state"], "COMMENTED");
     assert_eq!(reviews[0]["comments"][0]["body"], "Why?");
+    assert_eq!(reviews[0]["comments"][0]["line"], 1);
+    assert_eq!(reviews[0]["comments"][0]["side"], "RIGHT");
+    assert_eq!(
+        reviews[0]["comments"][0]["diff_hunk"],
+        "@@ -1 +1 @@\n-old0\n+new0"
+    );
     assert_eq!(reviews[1]["state"], "APPROVED");
     assert_eq!(reviews[2]["body"], "Please add tests");
     assert!(s.reviews("octo-org", "hello-world", own).is_empty());

@@ -44,9 +44,21 @@ impl Pod {
         run: &str,
         configure: impl FnOnce(&mut HashMap<String, String>, &Path),
     ) -> Pod {
+        Pod::start_with(tokenator_bin, api_bin, github, run, configure, &[]).await
+    }
+
+    /// [`Pod::start`] with `tokenator_env` added to the tokenator's environment.
+    pub async fn start_with(
+        tokenator_bin: impl AsRef<Path>,
+        api_bin: impl AsRef<Path>,
+        github: GitHub,
+        run: &str,
+        configure: impl FnOnce(&mut HashMap<String, String>, &Path),
+        tokenator_env: &[(&str, &str)],
+    ) -> Pod {
         let dir = tempfile::tempdir().unwrap();
         let run = dir.path().join(run);
-        let tokenator = Tokenator::start_sharing(tokenator_bin, &github, &run).await;
+        let tokenator = Tokenator::start_sharing(tokenator_bin, &github, &run, tokenator_env).await;
         let llm = LlmStandIn::start().await.unwrap();
         let mut env = crate::api::env(dir.path(), Some(&llm));
         env.extend(tokenator.api_env());
@@ -77,8 +89,19 @@ impl Pod {
         token_ttl: Duration,
         extra: Vec<(String, String)>,
     ) -> Pod {
+        Pod::for_bot_with(config, token_ttl, extra, &[]).await
+    }
+
+    /// [`Pod::for_bot_with_env`] whose tokenator also gets `tokenator_env`
+    /// (a redelivery sweep, say).
+    pub async fn for_bot_with(
+        config: Option<&str>,
+        token_ttl: Duration,
+        extra: Vec<(String, String)>,
+        tokenator_env: &[(&str, &str)],
+    ) -> Pod {
         let github = GitHub::start(token_ttl).await.unwrap();
-        Pod::start(
+        Pod::start_with(
             crate::binaries::workspace_binary("penguin-tokenator"),
             crate::binaries::workspace_binary("penguin-api"),
             github,
@@ -95,6 +118,7 @@ impl Pod {
                 );
                 env.extend(extra);
             },
+            tokenator_env,
         )
         .await
     }

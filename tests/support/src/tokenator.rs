@@ -46,6 +46,9 @@ pub fn app_env(github: &GitHub, dir: &Path) -> HashMap<String, String> {
         ("PENGUIN_TOKENATOR_HTTP_ADDR", "127.0.0.1:0".to_string()),
         ("PENGUIN_TOKENATOR_GRPC_ADDR", "127.0.0.1:0".to_string()),
         ("PENGUIN_TOKENATOR_PROBE_TIMEOUT_SECS", "10".to_string()),
+        // Tests that count the stand-in's calls must not see sweeps of the
+        // delivery log; the redelivery tests turn it on.
+        ("PENGUIN_TOKENATOR_REDELIVER_INTERVAL_SECS", "0".to_string()),
         ("RUST_LOG", "debug".to_string()),
     ]
     .into_iter()
@@ -110,10 +113,16 @@ impl Tokenator {
 
     /// Starts `bin` against `github` with its socket and credentials file in
     /// `run` (created), the volume it shares with the api in the pod, and
-    /// waits up to 15 s until it is ready.
-    pub async fn start_sharing(bin: impl AsRef<Path>, github: &GitHub, run: &Path) -> Tokenator {
+    /// `extra` in its environment; waits up to 15 s until it is ready.
+    pub async fn start_sharing(
+        bin: impl AsRef<Path>,
+        github: &GitHub,
+        run: &Path,
+        extra: &[(&str, &str)],
+    ) -> Tokenator {
         std::fs::create_dir_all(run).unwrap();
         let tokenator = Self::start(bin, github, |env, _| {
+            env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
             for (key, file) in [
                 ("PENGUIN_TOKENATOR_SOCKET", "tokenator.sock"),
                 ("PENGUIN_GIT_CREDENTIALS_PATH", "git-credentials"),

@@ -1,8 +1,9 @@
 //! `POST /api/v1/integrations/github/webhook`: the bot's ingress
 //! (`penguin_bot::ingress`) verifies and stores the delivery; this route maps
 //! its answer to HTTP: secret configured (500), signature over the raw bytes
-//! (401), JSON (400), delivery id (400), repository allowed (403), not a
-//! duplicate (409), then 200.
+//! (401), JSON (400), delivery id (400), repository allowed (403), then 200:
+//! `{"status":"ok"}`, or `{"status":"duplicate"}` for a GUID already stored
+//! (acknowledged so GitHub's log shows it delivered; not processed again).
 
 use crate::webhook_body::BodyError;
 use crate::{error::ApiError, state::AppState};
@@ -30,12 +31,11 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         ("X-Hub-Signature-256" = Option<String>, Header, description = "sha256=<hex HMAC of the body>"),
     ),
     security(()),
-    responses((status = 200, description = "Stored and queued", body = Object),
+    responses((status = 200, description = "Stored and queued (`status: ok`), or stored before and acknowledged (`status: duplicate`)", body = Object),
               (status = 400, description = "Invalid JSON payload / Missing delivery id", body = Object),
               (status = 401, description = "Invalid signature", body = Object),
               (status = 403, description = "Unauthorized repository", body = Object),
               (status = 408, description = "The body did not arrive in time", body = Object),
-              (status = 409, description = "Duplicate delivery", body = Object),
               (status = 413, description = "Over 25 MB", body = Object),
               (status = 503, description = "Too many bodies being received; Retry-After says when to try again", body = Object)))]
 pub async fn receive(
@@ -61,7 +61,10 @@ pub async fn receive(
         signature: header(headers, "x-hub-signature-256"),
     };
     match state.ingress.accept(delivery, &body).await {
-        Ok(accepted) => Ok(Json(json!({ "status": "ok", "event": accepted.event }))),
+        Ok(accepted) => Ok(Json(json!({
+            "status": if accepted.duplicate { "duplicate" } else { "ok" },
+            "event": accepted.event,
+        }))),
         Err(err) => Err(refusal(err)),
     }
 }
@@ -111,9 +114,6 @@ fn refusal(err: IngressError) -> ApiError {
         }
         IngressError::UnauthorizedRepository => {
             ApiError::new(StatusCode::FORBIDDEN, "UNAUTHORIZED_REPOSITORY", message)
-        }
-        IngressError::Duplicate => {
-            ApiError::new(StatusCode::CONFLICT, "DUPLICATE_DELIVERY", message)
         }
         IngressError::Store(err) => err.into(),
     }

@@ -1,8 +1,10 @@
 //! Where a webhook is verified and stored. Checks, in this order: a secret
 //! is configured, the signature over the raw bytes, JSON, a delivery id, the
-//! repository is allowed, not a duplicate; then the delivery is committed to
-//! the store and the worker is woken. The work is never done inline (GitHub
-//! gives up after 10 s).
+//! repository is allowed; then the delivery is committed to the store and the
+//! worker is woken. The work is never done inline (GitHub gives up after
+//! 10 s). A GUID already stored (a redelivery) is acknowledged and not stored
+//! or processed again: GitHub counts anything but 2xx, 409 included, as a
+//! failed delivery, and the tokenator's sweep would keep redelivering it.
 
 pub mod signature;
 
@@ -44,19 +46,18 @@ pub enum IngressError {
     /// The repository is not in the allowlist.
     #[error("Unauthorized repository")]
     UnauthorizedRepository,
-    /// This delivery GUID was stored before.
-    #[error("Duplicate delivery")]
-    Duplicate,
     /// The store could not commit it (GitHub may redeliver).
     #[error("cannot store the delivery: {0}")]
     Store(StoreError),
 }
 
-/// A stored delivery.
+/// A stored (or already stored) delivery.
 #[derive(Debug)]
 pub struct Accepted {
     /// Its event name.
     pub event: String,
+    /// The GUID was stored before: acknowledged, nothing more.
+    pub duplicate: bool,
 }
 
 /// The webhook's receiving end.
@@ -149,13 +150,20 @@ impl Ingress {
             Ok(()) => {}
             Err(StoreError::Conflict { .. }) => {
                 self.metrics.dedupe_hit();
-                return Err(IngressError::Duplicate);
+                span.in_scope(|| tracing::info!("delivery already stored (a redelivery)"));
+                return Ok(Accepted {
+                    event,
+                    duplicate: true,
+                });
             }
             Err(err) => return Err(IngressError::Store(err)),
         }
         self.metrics.received(&event);
         span.in_scope(|| tracing::info!("delivery stored and queued"));
         self.wake.notify_one();
-        Ok(Accepted { event })
+        Ok(Accepted {
+            event,
+            duplicate: false,
+        })
     }
 }
