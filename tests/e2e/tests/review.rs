@@ -9,7 +9,7 @@
 
 use github_standin::{Fault, PullSpec};
 use llm_standin::Reply;
-use penguin_test_support::{deliveries, pod::Pod, OWNER, REPO};
+use penguin_test_support::{pod::Pod, OWNER, REPO};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -51,6 +51,8 @@ async fn review_pod(config: &str) -> (Pod, String) {
             ),
         ],
     );
+    // From here on the stand-in delivers webhooks to the api, as GitHub does.
+    pod.deliver_webhooks();
     let standin = &pod.github.standin;
     standin.add_pull(
         OWNER,
@@ -79,9 +81,15 @@ fn findings(summary: &str, findings: Value) -> Reply {
     )])
 }
 
-async fn ask(pod: &Pod, id: &str, text: &str, login: &str, comment_id: u64) {
-    let payload = deliveries::comment(2, true, text, login, "User", comment_id);
-    assert_eq!(pod.deliver(id, &payload).await, 200);
+/// `login` comments `text` on the pull request; the stand-in delivers it.
+async fn ask(pod: &Pod, text: &str, login: &str) {
+    pod.comment_as(login, 2, text);
+    pod.github.standin.deliveries_settled().await;
+    // Every event GitHub sent so far was accepted (the bot's own comments
+    // and labels included: it ignores them).
+    for attempt in pod.github.standin.deliveries() {
+        assert_eq!(attempt["status_code"], 200, "{attempt:#}");
+    }
 }
 
 /// Waits for `n` completed check runs; the last one's summary.
@@ -145,7 +153,7 @@ async fn findings_land_on_their_lines_and_a_later_review_converges() {
              "title": "Add a docstring", "body": "Say what happens on zero."}
         ]),
     ));
-    ask(&pod, "review-1", "@Penguin review", "octocat", 7001).await;
+    ask(&pod, "@Penguin review", "octocat").await;
     let report = completed_runs(&pod, 1).await;
     assert!(
         report.contains("4 new findings (3 inline, 1 in the review body)"),
@@ -231,7 +239,7 @@ async fn findings_land_on_their_lines_and_a_later_review_converges() {
              "title": "mul has no test", "body": "Add one."}
         ]),
     ));
-    ask(&pod, "review-2", "@Penguin review", "octocat", 7002).await;
+    ask(&pod, "@Penguin review", "octocat").await;
     let report = completed_runs(&pod, 2).await;
     assert!(
         report.contains(
@@ -281,7 +289,7 @@ async fn findings_land_on_their_lines_and_a_later_review_converges() {
         json!([{"path": "src/calc.py", "line": 2, "severity": "medium",
                 "title": "add ignores overflow", "body": "Still."}]),
     ));
-    ask(&pod, "review-3a", "@Penguin review", "octocat", 7005).await;
+    ask(&pod, "@Penguin review", "octocat").await;
     completed_runs(&pod, 3).await;
     let reviews = bot_reviews(&pod);
     assert_eq!(reviews.len(), 3);
@@ -296,7 +304,7 @@ async fn findings_land_on_their_lines_and_a_later_review_converges() {
 
     // Nothing new: said in one line, no model call, no new review.
     let calls = pod.llm.requests().len();
-    ask(&pod, "review-3", "@Penguin review", "octocat", 7003).await;
+    ask(&pod, "@Penguin review", "octocat").await;
     let report = completed_runs(&pod, 4).await;
     assert!(
         report.contains("Nothing new since the last review"),
@@ -307,7 +315,7 @@ async fn findings_land_on_their_lines_and_a_later_review_converges() {
 
     // `review full` reviews everything again.
     pod.llm.push_reply(findings("Fine.", json!([])));
-    ask(&pod, "review-4", "@Penguin review full", "octocat", 7004).await;
+    ask(&pod, "@Penguin review full", "octocat").await;
     completed_runs(&pod, 5).await;
     let full = prompt(&pod, calls);
     assert!(
@@ -321,7 +329,7 @@ async fn findings_land_on_their_lines_and_a_later_review_converges() {
 async fn a_force_push_gets_a_full_review_and_refused_comments_move_to_the_body() {
     let (pod, _head1) = review_pod("github:\n  review: { max_iterations: 2 }\n").await;
     pod.llm.push_reply(findings("First.", json!([])));
-    ask(&pod, "fp-1", "@Penguin review", "octocat", 7101).await;
+    ask(&pod, "@Penguin review", "octocat").await;
     completed_runs(&pod, 1).await;
 
     // Rewrite the branch: the old head is no longer an ancestor.
@@ -349,7 +357,7 @@ async fn a_force_push_gets_a_full_review_and_refused_comments_move_to_the_body()
             {"path": "src/calc.py", "line": 10, "severity": "medium", "title": "Zero returns 0", "body": "Surprising."}
         ]),
     ));
-    ask(&pod, "fp-2", "@Penguin review", "octocat", 7102).await;
+    ask(&pod, "@Penguin review", "octocat").await;
     let report = completed_runs(&pod, 2).await;
     assert!(
         report.contains("2 new findings (1 inline, 1 in the review body)"),
@@ -383,33 +391,20 @@ async fn a_spent_budget_stops_automatic_reviews_and_commands_wait_for_approval()
     let (pod, _head) = review_pod(config).await;
     pod.llm
         .push_reply(findings("Spends the budget.", json!([])));
-    ask(&pod, "budget-1", "@Penguin review", "octocat", 7201).await;
+    ask(&pod, "@Penguin review", "octocat").await;
     completed_runs(&pod, 1).await;
     assert_eq!(bot_reviews(&pod).len(), 1);
 
-    // An automatic review after a push is refused.
+    // An automatic review after a push (GitHub's `synchronize`) is refused.
     let head2 = pod.push_to_branch("feature", &[("src/calc.py", CALC_HEAD2)]);
     pod.github.standin.push_to_pull(OWNER, REPO, 2, &head2);
-    let mut payload = penguin_test_support::webhooks::example("pull_request", "synchronize");
-    payload["repository"]["full_name"] = json!(format!("{OWNER}/{REPO}"));
-    payload["repository"]["name"] = json!(REPO);
-    payload["repository"]["owner"]["login"] = json!(OWNER);
-    payload["number"] = json!(2);
-    payload["pull_request"]["number"] = json!(2);
-    payload["pull_request"]["draft"] = json!(false);
-    payload["pull_request"]["head"]["sha"] = json!(head2);
-    assert_eq!(
-        pod.deliver_event("pull_request", "budget-sync", &payload)
-            .await,
-        200
-    );
     pod.wait_for_metric("penguin_budget_refusals_total", |n| n >= 1.0)
         .await;
     let requests = pod.llm.requests().len();
     assert_eq!(bot_reviews(&pod).len(), 1);
 
     // A command becomes an ask that another maintainer approves.
-    ask(&pod, "budget-2", "@Penguin review", "octocat", 7202).await;
+    ask(&pod, "@Penguin review", "octocat").await;
     pod.wait_for("the budget ask", |g| {
         g.standin
             .comments(OWNER, REPO, 2)
@@ -419,7 +414,7 @@ async fn a_spent_budget_stops_automatic_reviews_and_commands_wait_for_approval()
     .await;
     assert_eq!(pod.llm.requests().len(), requests);
     pod.llm.push_reply(findings("Approved run.", json!([])));
-    ask(&pod, "budget-3", "@Penguin approve", "hubot", 7203).await;
+    ask(&pod, "@Penguin approve", "hubot").await;
     pod.wait_for("the approved review", |_| bot_reviews(&pod).len() == 2)
         .await;
     assert!(pod.llm.requests().len() > requests);

@@ -123,6 +123,24 @@ impl Pod {
         .await
     }
 
+    /// Points the stand-in's App webhook at the api, signed with its
+    /// secret: from now on the stand-in delivers events as GitHub does.
+    pub fn deliver_webhooks(&self) {
+        let url = self.api.url("/api/v1/integrations/github/webhook");
+        let secret = &self.api.env["GITHUB_WEBHOOK_SECRET"];
+        self.github.standin.set_webhook(Some(&url), secret);
+    }
+
+    /// `login` comments `body` on issue or pull request `number` of
+    /// `octo-org/hello-world` (delivered to the api when
+    /// [`Pod::deliver_webhooks`] was called); the comment's id.
+    pub fn comment_as(&self, login: &str, number: u64, body: &str) -> u64 {
+        self.github
+            .standin
+            .add_comment(crate::OWNER, crate::REPO, number, body, login)
+            .expect("the issue exists")
+    }
+
     /// Scripts the model for one agent fix: an exact edit of `path` (`old`
     /// becomes `new`), then `finish`.
     pub fn script_fix(&self, path: &str, old: &str, new: &str) {
