@@ -139,17 +139,27 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The error object `{code, message, recoverable, suggested_action,
+    /// details?}`: inside `{"detail":{"error":…}}` in HTTP answers, and the
+    /// `data` of a WebSocket `error` frame.
+    pub fn body(&self) -> Value {
         let mut error = json!({
             "code": self.code,
             "message": self.message,
             "recoverable": self.recoverable,
             "suggested_action": self.suggested_action,
         });
-        if let Some(details) = self.details {
-            error["details"] = details;
+        if let Some(details) = &self.details {
+            error["details"] = details.clone();
         }
+        error
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let error = self.body();
         let mut response =
             (self.status, Json(json!({ "detail": { "error": error } }))).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
@@ -213,6 +223,31 @@ where
         match Json::<T>::from_request(req, state).await {
             Ok(Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+/// `Query` whose rejections use the common error shape: 400 with the parser's
+/// reason.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(ApiError::bad_request(format!(
+                "Invalid query string: {}",
+                rejection.body_text()
+            ))),
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod ids;
 pub mod origin;
 pub mod readings;
 pub mod request_id;
@@ -206,12 +207,8 @@ impl Api {
                 settings.auth_failures_per_minute,
             )),
             health: Arc::new(
-                readings::HealthReadings::new(
-                    store.clone(),
-                    settings.tokenator_socket.clone(),
-                    started,
-                )
-                .with_runner(remote_runner),
+                readings::HealthReadings::new(store.clone(), settings.tokenator_socket.clone())
+                    .with_runner(remote_runner),
             ),
             settings: Arc::new(settings),
             store,

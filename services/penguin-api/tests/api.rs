@@ -311,13 +311,15 @@ async fn chat_stores_both_turns_and_conversations_list_newest_first() {
         (status, error_of(&body)["code"].as_str()),
         (404, Some("NOT_FOUND"))
     );
+    // A conversation id that does not exist yet is created on first use.
     let (status, body) = api
         .post(
             "/api/v1/chat/message",
             json!({"text": "x", "conversation_id": "conv_missing"}),
         )
         .await;
-    assert_eq!(status, 404, "{body}");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["conversation_id"], "conv_missing");
     let (status, body) = api
         .post("/api/v1/chat/message", json!({"text": "   "}))
         .await;

@@ -1,8 +1,14 @@
 //! `POST /api/v1/chat/message` and the WebSocket `/api/v1/chat/stream`.
+//!
+//! A turn names its conversation with `conversation_id` (or Penguin's
+//! `session_id`): an existing one is continued, a new id the client chose is
+//! created on first use, and without one a new conversation is made. On the
+//! WebSocket every turn ends with exactly one `complete` or `error` frame.
 
 use super::frame;
 use crate::{
     error::{ApiError, ApiJson},
+    ids,
     state::AppState,
 };
 use axum::{
@@ -16,7 +22,10 @@ use axum::{
     response::Response,
     Json,
 };
-use futures::{SinkExt, StreamExt};
+use futures::{
+    stream::{SplitSink, SplitStream},
+    SinkExt, StreamExt,
+};
 use penguin_api_store::{Conversation, NewMessage};
 use penguin_llm::{ChatMessage, ChatRequest, Role, StreamEvent, Usage};
 use serde::Deserialize;
@@ -36,14 +45,31 @@ const COALESCE_BYTES: usize = 256;
 pub struct ChatMessageRequest {
     /// What the user says.
     pub text: String,
-    /// Continue this conversation (a new one when absent).
+    /// Continue this conversation, or create it under this id when it does
+    /// not exist yet (1-128 characters of `A-Z a-z 0-9 . _ : -`); a new
+    /// conversation with a fresh id when absent.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "test-1764650000")]
     pub conversation_id: Option<String>,
-    /// Extra context for the model.
+    /// Penguin's name for `conversation_id`; wins when both are given.
+    #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+    pub session_id: Option<String>,
+    /// The agent to talk to: this server runs one, `default` (another id is
+    /// 404 `AGENT_NOT_FOUND`).
+    #[serde(default)]
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$", example = "default")]
+    pub agent_id: Option<String>,
+    /// Add the model's reasoning to the answer (`reasoning`). The model
+    /// interface returns none, so it is empty and no `reasoning` frames
+    /// are sent.
+    #[serde(default)]
+    pub include_reasoning: Option<bool>,
+    /// Extra context for the model, stored with the turn as a `system` message.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub context: Option<Value>,
-    /// Paths of files the user refers to.
+    /// Paths of files the user refers to (stored as a `system` message).
     #[serde(default)]
     pub context_files: Option<Vec<String>>,
     /// Ignored here (use the WebSocket for streaming).
@@ -65,10 +91,23 @@ struct Turn {
     conversation: Conversation,
     request: ChatRequest,
     text: String,
+    /// This turn's context, stored before the user's text.
+    context: Vec<NewMessage>,
+    /// Whether the answer carries `reasoning`.
+    include_reasoning: bool,
     /// Agent iterations when the turn may use tools (`max_iterations` ≥ 2).
     agentic: Option<u32>,
     /// The task-pool worker an agentic turn holds while it runs.
     _slot: Option<crate::tasks::PoolSlot>,
+}
+
+/// The conversation a request names, checked: `session_id` before
+/// `conversation_id`, blank meaning none.
+fn requested_conversation(body: &ChatMessageRequest) -> Result<Option<&str>, ApiError> {
+    let named = [&body.session_id, &body.conversation_id]
+        .into_iter()
+        .find_map(|id| id.as_deref().filter(|id| !id.is_empty()));
+    named.map(ids::conversation_id).transpose()
 }
 
 async fn prepare(state: &AppState, body: &ChatMessageRequest) -> Result<Turn, ApiError> {
@@ -77,6 +116,10 @@ async fn prepare(state: &AppState, body: &ChatMessageRequest) -> Result<Turn, Ap
     if text.is_empty() {
         return Err(ApiError::validation("text must not be empty"));
     }
+    if let Some(agent) = body.agent_id.as_deref().filter(|a| !a.is_empty()) {
+        ids::agent_id(agent)?;
+    }
+    let requested = requested_conversation(body)?;
     let agentic = body.max_iterations.filter(|n| *n >= 2).map(|n| n.min(50));
     // An agentic turn runs tools like a task, so it takes a worker of the
     // task pool, or is refused (503, recoverable) when the pool is full.
@@ -84,23 +127,22 @@ async fn prepare(state: &AppState, body: &ChatMessageRequest) -> Result<Turn, Ap
         Some(_) => Some(state.tasks.try_reserve()?),
         None => None,
     };
-    let conversation = match body.conversation_id.as_deref().filter(|id| !id.is_empty()) {
-        Some(id) => state.store.get_conversation(id).await?,
+    let conversation = match requested {
+        // Created under the client's id on first use.
+        Some(id) => state.store.open_conversation(id).await?.0,
         None => state.store.create_conversation(None, json!({})).await?,
     };
-    let mut messages = Vec::new();
-    if let Some(context) = &body.context {
-        messages.push(ChatMessage::new(
-            Role::System,
-            format!("Context: {context}"),
-        ));
+    let mut context = Vec::new();
+    if let Some(extra) = &body.context {
+        context.push(NewMessage::new("system", format!("Context: {extra}")));
     }
     if let Some(files) = body.context_files.as_ref().filter(|f| !f.is_empty()) {
-        messages.push(ChatMessage::new(
-            Role::System,
+        context.push(NewMessage::new(
+            "system",
             format!("Files in context: {}", files.join(", ")),
         ));
     }
+    let mut messages = Vec::new();
     let history = conversation.messages.len().saturating_sub(HISTORY_LIMIT);
     for message in &conversation.messages[history..] {
         let role = match message.role.as_str() {
@@ -110,6 +152,11 @@ async fn prepare(state: &AppState, body: &ChatMessageRequest) -> Result<Turn, Ap
         };
         messages.push(ChatMessage::new(role, message.content.clone()));
     }
+    messages.extend(
+        context
+            .iter()
+            .map(|m| ChatMessage::new(Role::System, m.content.clone())),
+    );
     messages.push(ChatMessage::new(Role::User, text.clone()));
     Ok(Turn {
         request: ChatRequest {
@@ -119,6 +166,8 @@ async fn prepare(state: &AppState, body: &ChatMessageRequest) -> Result<Turn, Ap
         },
         conversation,
         text,
+        context,
+        include_reasoning: body.include_reasoning.unwrap_or(false),
         agentic,
         _slot: slot,
     })
@@ -177,29 +226,38 @@ async fn run_agentic(
     }
 }
 
+/// Stores the turn: its context, the user's text and the answer, in order and
+/// in one transaction.
 async fn store_turn(
     state: &AppState,
     conversation_id: &str,
-    user: &str,
+    turn: &Turn,
     answer: &str,
 ) -> Result<(), ApiError> {
+    let mut messages = turn.context.clone();
+    messages.push(NewMessage::new("user", turn.text.clone()));
+    messages.push(NewMessage::new("assistant", answer));
     state
         .store
-        .append_messages(
-            conversation_id,
-            vec![
-                NewMessage {
-                    role: "user".into(),
-                    content: user.into(),
-                },
-                NewMessage {
-                    role: "assistant".into(),
-                    content: answer.into(),
-                },
-            ],
-        )
+        .append_messages(conversation_id, messages)
         .await?;
     Ok(())
+}
+
+/// Adds `reasoning` to an answer when the turn asked for it. The model
+/// interface streams no reasoning, so it is empty (Penguin's shape for a
+/// model that returned none).
+fn with_reasoning(mut answer: Value, include_reasoning: bool) -> Value {
+    if include_reasoning {
+        answer["reasoning"] = json!("");
+    }
+    answer
+}
+
+/// The frame a failed turn ends with: `error`, its data the error object of
+/// the common shape.
+fn error_frame(err: &ApiError) -> Message {
+    frame("error", err.body())
 }
 
 fn usage_json(usage: Option<Usage>) -> Value {
@@ -207,8 +265,10 @@ fn usage_json(usage: Option<Usage>) -> Value {
 }
 
 #[utoipa::path(post, path = "/api/v1/chat/message", tag = "chat", request_body = ChatMessageRequest,
-    responses((status = 200, description = "The model's answer", body = Object),
-              (status = 404, description = "Unknown conversation", body = Object),
+    responses((status = 200, description = "The model's answer (`reasoning` too when `include_reasoning`)", body = Object),
+              (status = 400, description = "A conversation_id (`INVALID_CONVERSATION_ID`) or agent_id (`INVALID_AGENT_ID`) that cannot be used, or malformed JSON", body = Object),
+              (status = 404, description = "An agent_id other than `default` (`AGENT_NOT_FOUND`)", body = Object),
+              (status = 422, description = "A request of the wrong shape, or empty text", body = Object),
               (status = 502, description = "Model provider failed", body = Object),
               (status = 503, description = "No model provider configured, or (agentic turns, max_iterations ≥ 2) every task worker is busy", body = Object),
               (status = 504, description = "Model provider timed out", body = Object)))]
@@ -216,44 +276,48 @@ pub async fn message(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ChatMessageRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let turn = prepare(&state, &body).await?;
+    let mut turn = prepare(&state, &body).await?;
+    let conversation_id = turn.conversation.id.clone();
     if let Some(iterations) = turn.agentic {
         let outcome = run_agentic(&state, &turn, iterations, |_, _| {}).await?;
-        store_turn(&state, &turn.conversation.id, &turn.text, &outcome.response).await?;
+        store_turn(&state, &conversation_id, &turn, &outcome.response).await?;
         let completed = outcome.status == penguin_agent::OutcomeStatus::Completed;
-        return Ok(Json(json!({
-            "response": outcome.response,
-            "action_results": outcome.action_results,
-            "aborted": !completed,
-            "status": if completed { "completed" } else { "incomplete" },
-            "iterations": outcome.iterations,
-            "conversation_id": turn.conversation.id,
-            "usage": outcome.usage,
-        })));
+        return Ok(Json(with_reasoning(
+            json!({
+                "response": outcome.response,
+                "action_results": outcome.action_results,
+                "aborted": !completed,
+                "status": if completed { "completed" } else { "incomplete" },
+                "iterations": outcome.iterations,
+                "conversation_id": conversation_id,
+                "usage": outcome.usage,
+            }),
+            turn.include_reasoning,
+        )));
     }
     // If the client goes away, axum drops this future and with it the upstream request.
-    let answer = state.model()?.complete(turn.request).await?;
+    let answer = state
+        .model()?
+        .complete(std::mem::take(&mut turn.request))
+        .await?;
     state.add_usage(answer.usage);
-    store_turn(
-        &state,
-        &turn.conversation.id,
-        &turn.text,
-        &answer.message.content,
-    )
-    .await?;
-    Ok(Json(json!({
-        "response": answer.message.content,
-        "action_results": [],
-        "aborted": false,
-        "status": "completed",
-        "conversation_id": turn.conversation.id,
-        "usage": usage_json(answer.usage),
-    })))
+    store_turn(&state, &conversation_id, &turn, &answer.message.content).await?;
+    Ok(Json(with_reasoning(
+        json!({
+            "response": answer.message.content,
+            "action_results": [],
+            "aborted": false,
+            "status": "completed",
+            "conversation_id": conversation_id,
+            "usage": usage_json(answer.usage),
+        }),
+        turn.include_reasoning,
+    )))
 }
 
 /// `GET /api/v1/chat/stream` (WebSocket): many requests per connection.
 #[utoipa::path(get, path = "/api/v1/chat/stream", tag = "chat",
-    description = "WebSocket: send `ChatMessageRequest` JSON messages, receive `start`, `token`, `progress`, `tool`, `complete` and `error` frames (`{event, data}`). Browsers authenticate with the session cookie; an upgrade whose `Origin` is neither the API's own nor in PENGUIN_CORS_ORIGINS is refused.",
+    description = "WebSocket: send `ChatMessageRequest` JSON messages, receive `{event, data}` frames. A turn sends `start` (`{conversation_id}`), then `token` (`{token}`, coalesced), `progress` and `tool` (agentic turns), and ends with exactly one of `complete` (`{response, action_results, aborted, conversation_id, usage, reasoning?}`) or `error` (the error object `{code, message, recoverable, suggested_action, details?}`); a turn refused before it starts (malformed JSON, a refused `conversation_id`, no model, a full task pool) gets only the `error` frame. The connection stays open for the next turn either way. A text message sent while an answer streams stops it (`complete` with `aborted: true`). Browsers authenticate with the session cookie; an upgrade whose `Origin` is neither the API's own nor in PENGUIN_CORS_ORIGINS is refused.",
     responses((status = 101, description = "Switching to the WebSocket protocol"),
               (status = 400, description = "Not a WebSocket handshake", body = Object),
               (status = 401, description = "No valid key or session", body = Object),
@@ -267,6 +331,17 @@ pub async fn stream(
     Ok(upgrade.on_upgrade(move |socket| chat_socket(state, socket)))
 }
 
+type SocketTx = SplitSink<WebSocket, Message>;
+type SocketRx = SplitStream<WebSocket>;
+
+/// How a turn on the WebSocket ended, when it did not fail.
+enum TurnEnd {
+    /// `complete` was sent.
+    Completed,
+    /// The client went away.
+    ClientGone,
+}
+
 async fn chat_socket(state: AppState, socket: WebSocket) {
     let _guard = state.stream_guard();
     let (mut tx, mut rx) = socket.split();
@@ -276,167 +351,20 @@ async fn chat_socket(state: AppState, socket: WebSocket) {
             Message::Close(_) => return,
             _ => continue,
         };
-        let body: ChatMessageRequest = match serde_json::from_str(&text) {
-            Ok(body) => body,
-            Err(err) => {
-                let _ = tx
-                    .send(frame(
-                        "error",
-                        json!({ "message": format!("invalid request: {err}") }),
-                    ))
-                    .await;
-                continue;
-            }
+        let ended = match parse_request(&text) {
+            Ok(body) => stream_turn(&state, &mut tx, &mut rx, &body).await,
+            Err(err) => Err(err),
         };
-        let turn = match prepare(&state, &body).await {
-            Ok(turn) => turn,
+        match ended {
+            Ok(TurnEnd::Completed) => {}
+            Ok(TurnEnd::ClientGone) => return,
+            // Every failure ends the turn with an `error` frame; the
+            // connection stays open for the next request.
             Err(err) => {
-                let _ = tx
-                    .send(frame(
-                        "error",
-                        json!({ "message": err.message, "code": err.code, "recoverable": err.recoverable }),
-                    ))
-                    .await;
-                continue;
-            }
-        };
-        let conversation_id = turn.conversation.id.clone();
-        if tx
-            .send(frame(
-                "start",
-                json!({ "conversation_id": conversation_id }),
-            ))
-            .await
-            .is_err()
-        {
-            return;
-        }
-        if let Some(iterations) = turn.agentic {
-            // Frames go out as the agent works, not when it is done.
-            let (frames_tx, mut frames) = tokio::sync::mpsc::unbounded_channel();
-            let agent = run_agentic(&state, &turn, iterations, move |event, data| {
-                let _ = frames_tx.send(frame(event, data));
-            });
-            let forward = async {
-                let mut client_gone = false;
-                while let Some(f) = frames.recv().await {
-                    client_gone |= tx.send(f).await.is_err();
+                if tx.send(error_frame(&err)).await.is_err() {
+                    return;
                 }
-                client_gone
-            };
-            let (result, client_gone) = tokio::join!(agent, forward);
-            if client_gone {
-                return;
             }
-            let done = match result {
-                Ok(outcome) => {
-                    if let Err(err) =
-                        store_turn(&state, &conversation_id, &turn.text, &outcome.response).await
-                    {
-                        frame("error", json!({ "message": err.message }))
-                    } else {
-                        let _ = tx
-                            .send(frame("token", json!({ "token": outcome.response })))
-                            .await;
-                        frame(
-                            "complete",
-                            json!({
-                                "response": outcome.response,
-                                "action_results": outcome.action_results,
-                                "aborted": outcome.status != penguin_agent::OutcomeStatus::Completed,
-                                "conversation_id": conversation_id,
-                                "usage": outcome.usage,
-                            }),
-                        )
-                    }
-                }
-                Err(err) => frame("error", json!({ "message": err.message, "code": err.code })),
-            };
-            if tx.send(done).await.is_err() {
-                return;
-            }
-            continue;
-        }
-        let model = match state.model() {
-            Ok(m) => m.clone(),
-            Err(_) => return,
-        };
-        let mut upstream = match model.stream(turn.request).await {
-            Ok(s) => s,
-            Err(err) => {
-                let err = ApiError::from(err);
-                let _ = tx
-                    .send(frame(
-                        "error",
-                        json!({ "message": err.message, "code": err.code }),
-                    ))
-                    .await;
-                continue;
-            }
-        };
-        let mut answer = String::new();
-        let mut pending = String::new();
-        let mut last_flush = Instant::now();
-        let mut usage = None;
-        let mut aborted = false;
-        let mut failed = None;
-        loop {
-            tokio::select! {
-                event = upstream.next() => match event {
-                    Some(Ok(StreamEvent::Token(token))) => {
-                        answer.push_str(&token);
-                        pending.push_str(&token);
-                        if pending.len() >= COALESCE_BYTES || last_flush.elapsed() >= COALESCE {
-                            if tx.send(frame("token", json!({ "token": std::mem::take(&mut pending) }))).await.is_err() {
-                                return; // client gone: dropping `upstream` cancels the request
-                            }
-                            last_flush = Instant::now();
-                        }
-                    }
-                    Some(Ok(StreamEvent::Done { usage: u, .. })) => { usage = u; break; }
-                    Some(Err(err)) => { failed = Some(ApiError::from(err)); break; }
-                    None => break,
-                },
-                client = rx.next() => match client {
-                    // Any message or a close while streaming stops this answer.
-                    Some(Ok(Message::Text(_))) => { aborted = true; break; }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    _ => return,
-                },
-            }
-        }
-        drop(upstream);
-        if !pending.is_empty() {
-            let _ = tx.send(frame("token", json!({ "token": pending }))).await;
-        }
-        if let Some(err) = failed {
-            let _ = tx
-                .send(frame(
-                    "error",
-                    json!({ "message": err.message, "code": err.code }),
-                ))
-                .await;
-            continue;
-        }
-        state.add_usage(usage);
-        if let Err(err) = store_turn(&state, &conversation_id, &turn.text, &answer).await {
-            let _ = tx
-                .send(frame("error", json!({ "message": err.message })))
-                .await;
-            continue;
-        }
-        let done = frame(
-            "complete",
-            json!({
-                "response": answer,
-                "action_results": [],
-                "aborted": aborted,
-                "conversation_id": conversation_id,
-                "usage": usage_json(usage),
-            }),
-        );
-        if tx.send(done).await.is_err() {
-            return;
         }
     }
     let _ = tx
@@ -445,4 +373,147 @@ async fn chat_socket(state: AppState, socket: WebSocket) {
             reason: "bye".into(),
         })))
         .await;
+}
+
+/// A WebSocket message as a request: malformed JSON is `BAD_REQUEST`, JSON
+/// of the wrong shape `VALIDATION_ERROR`, as over HTTP.
+fn parse_request(text: &str) -> Result<ChatMessageRequest, ApiError> {
+    serde_json::from_str(text).map_err(|e| {
+        if e.is_data() {
+            ApiError::validation(format!("invalid request: {e}"))
+        } else {
+            ApiError::bad_request(format!("Malformed JSON: {e}"))
+        }
+    })
+}
+
+/// One turn on the WebSocket: `start`, the answer's frames and `complete`.
+/// An `Err` is sent by the caller as the turn's `error` frame.
+async fn stream_turn(
+    state: &AppState,
+    tx: &mut SocketTx,
+    rx: &mut SocketRx,
+    body: &ChatMessageRequest,
+) -> Result<TurnEnd, ApiError> {
+    let mut turn = prepare(state, body).await?;
+    let conversation_id = turn.conversation.id.clone();
+    if tx
+        .send(frame(
+            "start",
+            json!({ "conversation_id": conversation_id }),
+        ))
+        .await
+        .is_err()
+    {
+        return Ok(TurnEnd::ClientGone);
+    }
+    if let Some(iterations) = turn.agentic {
+        // Frames go out as the agent works, not when it is done.
+        let (frames_tx, mut frames) = tokio::sync::mpsc::unbounded_channel();
+        let agent = run_agentic(state, &turn, iterations, move |event, data| {
+            let _ = frames_tx.send(frame(event, data));
+        });
+        let forward = async {
+            let mut client_gone = false;
+            while let Some(f) = frames.recv().await {
+                client_gone |= tx.send(f).await.is_err();
+            }
+            client_gone
+        };
+        let (result, client_gone) = tokio::join!(agent, forward);
+        if client_gone {
+            return Ok(TurnEnd::ClientGone);
+        }
+        let outcome = result?;
+        store_turn(state, &conversation_id, &turn, &outcome.response).await?;
+        let _ = tx
+            .send(frame("token", json!({ "token": outcome.response })))
+            .await;
+        let done = frame(
+            "complete",
+            with_reasoning(
+                json!({
+                    "response": outcome.response,
+                    "action_results": outcome.action_results,
+                    "aborted": outcome.status != penguin_agent::OutcomeStatus::Completed,
+                    "conversation_id": conversation_id,
+                    "usage": outcome.usage,
+                }),
+                turn.include_reasoning,
+            ),
+        );
+        return Ok(send_or_gone(tx, done).await);
+    }
+    let model = state.model()?.clone();
+    let mut upstream = model
+        .stream(std::mem::take(&mut turn.request))
+        .await
+        .map_err(ApiError::from)?;
+    let mut answer = String::new();
+    let mut pending = String::new();
+    let mut last_flush = Instant::now();
+    let mut usage = None;
+    let mut aborted = false;
+    let mut failed = None;
+    loop {
+        tokio::select! {
+            event = upstream.next() => match event {
+                Some(Ok(StreamEvent::Token(token))) => {
+                    answer.push_str(&token);
+                    pending.push_str(&token);
+                    if pending.len() >= COALESCE_BYTES || last_flush.elapsed() >= COALESCE {
+                        if tx.send(frame("token", json!({ "token": std::mem::take(&mut pending) }))).await.is_err() {
+                            // Client gone: dropping `upstream` cancels the request.
+                            return Ok(TurnEnd::ClientGone);
+                        }
+                        last_flush = Instant::now();
+                    }
+                }
+                Some(Ok(StreamEvent::Done { usage: u, .. })) => { usage = u; break; }
+                Some(Err(err)) => { failed = Some(ApiError::from(err)); break; }
+                None => break,
+            },
+            client = rx.next() => match client {
+                // Any message or a close while streaming stops this answer.
+                Some(Ok(Message::Text(_))) => { aborted = true; break; }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                _ => return Ok(TurnEnd::ClientGone),
+            },
+        }
+    }
+    drop(upstream);
+    if !pending.is_empty()
+        && tx
+            .send(frame("token", json!({ "token": pending })))
+            .await
+            .is_err()
+    {
+        return Ok(TurnEnd::ClientGone);
+    }
+    if let Some(err) = failed {
+        return Err(err);
+    }
+    state.add_usage(usage);
+    store_turn(state, &conversation_id, &turn, &answer).await?;
+    let done = frame(
+        "complete",
+        with_reasoning(
+            json!({
+                "response": answer,
+                "action_results": [],
+                "aborted": aborted,
+                "conversation_id": conversation_id,
+                "usage": usage_json(usage),
+            }),
+            turn.include_reasoning,
+        ),
+    );
+    Ok(send_or_gone(tx, done).await)
+}
+
+async fn send_or_gone(tx: &mut SocketTx, done: Message) -> TurnEnd {
+    match tx.send(done).await {
+        Ok(()) => TurnEnd::Completed,
+        Err(_) => TurnEnd::ClientGone,
+    }
 }

@@ -1,5 +1,6 @@
 //! Every route, and the OpenAPI document generated from their annotations.
 
+pub mod agents;
 pub mod chat;
 pub mod conversations;
 pub mod github_webhook;
@@ -20,7 +21,7 @@ const MULTIPART_OVERHEAD: usize = 64 * 1024;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Penguin API", description = "The Penguin web API: chat, conversations, checkpoints, models, tasks, uploads."),
+    info(title = "Penguin API", description = "The Penguin web API: chat, conversations and their history, agents, checkpoints, models, tasks, uploads."),
     components(schemas(crate::error::ErrorBody)),
     modifiers(&SecurityAddon),
     security(("api_key" = []), ("bearer" = [])),
@@ -57,6 +58,9 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(conversations::list))
         .routes(routes!(conversations::get))
         .routes(routes!(conversations::create))
+        .routes(routes!(conversations::history))
+        .routes(routes!(agents::list))
+        .routes(routes!(agents::get))
         .routes(routes!(conversations::create_checkpoint))
         .routes(routes!(conversations::list_checkpoints))
         .routes(routes!(conversations::rollback))
@@ -122,4 +126,17 @@ pub(crate) fn frame(event: &str, data: serde_json::Value) -> axum::extract::ws::
             .to_string()
             .into(),
     )
+}
+
+/// A boolean query parameter as Penguin's clients send them: true/false,
+/// 1/0, yes/no, on/off (any case); anything else is a 400 naming it.
+pub(crate) fn query_bool(name: &str, value: &str) -> Result<bool, crate::error::ApiError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(crate::error::ApiError::bad_request(format!(
+            "{name} must be true or false, not {value:?}"
+        ))
+        .with_details(serde_json::json!({ "parameter": name }))),
+    }
 }

@@ -1,11 +1,52 @@
 //! Conversations and their messages.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use chrono::{DateTime, Utc};
+use rusqlite::{
+    params, params_from_iter, types::Value as SqlValue, Connection, OptionalExtension,
+    TransactionBehavior,
+};
 
 use crate::{
     util::{clamp_limit, col_count, col_json, col_time, fmt_time, metadata_or_empty, new_id, now},
     Conversation, ConversationSummary, Message, NewMessage, Store, StoreError, MESSAGE_ROLES,
 };
+
+/// Which of a conversation's messages [`Store::conversation_history`] reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// Only messages with one of these roles; every role when `None` (an
+    /// empty list matches nothing).
+    pub roles: Option<Vec<String>>,
+    /// Only messages before this position (the `seq` of the oldest message
+    /// of the previous page), for walking back page by page.
+    pub before: Option<u64>,
+    /// At most this many messages (clamped to `1..=MAX_LIMIT`).
+    pub limit: usize,
+}
+
+/// A stored message with its position in the conversation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistoryMessage {
+    /// Position in the conversation (0 for the first message; ascending).
+    pub seq: u64,
+    /// One of [`MESSAGE_ROLES`].
+    pub role: String,
+    /// The text.
+    pub content: String,
+    /// When it was appended.
+    pub timestamp: DateTime<Utc>,
+}
+
+/// One page of a conversation's history: the newest matching messages
+/// before the query's position, oldest first.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HistoryPage {
+    /// The messages, oldest first.
+    pub messages: Vec<HistoryMessage>,
+    /// Whether older matching messages remain (read them with `before` set
+    /// to the first message's `seq`).
+    pub has_more: bool,
+}
 
 /// How many characters of the first user message become the title.
 pub(crate) const TITLE_CHARS: usize = 60;
@@ -73,27 +114,48 @@ pub(crate) fn load_conversation(conn: &Connection, id: &str) -> Result<Conversat
     Ok(conv)
 }
 
-/// Inserts a conversation row (no messages).
+/// Inserts a conversation row (no messages) under a fresh id.
 pub(crate) fn insert_conversation(
     conn: &Connection,
     title: String,
     metadata: serde_json::Value,
 ) -> Result<Conversation, StoreError> {
-    let id = new_id("conv_");
+    insert_conversation_as(conn, new_id("conv_"), title, metadata)?
+        .ok_or_else(|| StoreError::Db("a fresh conversation id is already taken".into()))
+}
+
+/// Inserts a conversation row (no messages) under `id`; `None` when a
+/// conversation with that id exists (which is left as it is).
+fn insert_conversation_as(
+    conn: &Connection,
+    id: String,
+    title: String,
+    metadata: serde_json::Value,
+) -> Result<Option<Conversation>, StoreError> {
     let at = now();
-    conn.execute(
+    let inserted = conn.execute(
         "INSERT INTO conversations (id, title, created_at, last_active, metadata)
-         VALUES (?1, ?2, ?3, ?3, ?4)",
+         VALUES (?1, ?2, ?3, ?3, ?4)
+         ON CONFLICT (id) DO NOTHING",
         params![id, title, fmt_time(at), serde_json::to_string(&metadata)?],
     )?;
-    Ok(Conversation {
+    Ok((inserted == 1).then_some(Conversation {
         id,
         title,
         created_at: at,
         last_active: at,
         metadata,
         messages: Vec::new(),
-    })
+    }))
+}
+
+fn require_id(id: &str) -> Result<(), StoreError> {
+    if id.is_empty() {
+        return Err(StoreError::Invalid(
+            "conversation id must not be empty".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The title derived from the first user message with any text, if any.
@@ -131,6 +193,108 @@ impl Store {
         let metadata = metadata_or_empty(metadata);
         self.with_conn(move |conn| insert_conversation(conn, title, metadata))
             .await
+    }
+
+    /// Creates an empty conversation under the caller's `id` (any non-empty
+    /// text; callers validate its form), or `Conflict` when one exists.
+    /// Title and metadata are treated as in [`Store::create_conversation`].
+    pub async fn create_conversation_with_id(
+        &self,
+        id: &str,
+        title: Option<String>,
+        metadata: serde_json::Value,
+    ) -> Result<Conversation, StoreError> {
+        require_id(id)?;
+        let id = id.to_owned();
+        let title = title.map(|t| t.trim().to_owned()).unwrap_or_default();
+        let metadata = metadata_or_empty(metadata);
+        self.with_conn(move |conn| {
+            insert_conversation_as(conn, id.clone(), title, metadata)?.ok_or(StoreError::Conflict {
+                what: "conversation",
+                id,
+            })
+        })
+        .await
+    }
+
+    /// The conversation `id` with its messages, created empty (untitled, `{}`
+    /// metadata) when it does not exist yet; the flag says whether this call
+    /// created it. Callers racing on the same new id all get the one
+    /// conversation, and none fails.
+    pub async fn open_conversation(&self, id: &str) -> Result<(Conversation, bool), StoreError> {
+        require_id(id)?;
+        let id = id.to_owned();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let created =
+                insert_conversation_as(&tx, id.clone(), String::new(), serde_json::json!({}))?
+                    .is_some();
+            let conv = load_conversation(&tx, &id)?;
+            tx.commit()?;
+            Ok((conv, created))
+        })
+        .await
+    }
+
+    /// A page of the conversation's messages (see [`HistoryQuery`]), read
+    /// with one indexed query; `NotFound` when the conversation does not
+    /// exist.
+    pub async fn conversation_history(
+        &self,
+        id: &str,
+        query: HistoryQuery,
+    ) -> Result<HistoryPage, StoreError> {
+        let id = id.to_owned();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction()?;
+            let exists = tx
+                .query_row("SELECT 1 FROM conversations WHERE id = ?1", [&id], |_| {
+                    Ok(())
+                })
+                .optional()?
+                .is_some();
+            if !exists {
+                return Err(StoreError::not_found("conversation", id.as_str()));
+            }
+            let limit = clamp_limit(query.limit);
+            let mut sql = String::from(
+                "SELECT seq, role, content, timestamp FROM messages WHERE conversation_id = ?",
+            );
+            let mut args: Vec<SqlValue> = vec![SqlValue::Text(id.clone())];
+            if let Some(before) = query.before {
+                sql.push_str(" AND seq < ?");
+                args.push(SqlValue::Integer(i64::try_from(before).unwrap_or(i64::MAX)));
+            }
+            if let Some(roles) = &query.roles {
+                if roles.is_empty() {
+                    return Ok(HistoryPage::default());
+                }
+                sql.push_str(" AND role IN (");
+                sql.push_str(&vec!["?"; roles.len()].join(", "));
+                sql.push(')');
+                args.extend(roles.iter().map(|r| SqlValue::Text(r.clone())));
+            }
+            // One more than asked tells whether older messages remain.
+            sql.push_str(" ORDER BY seq DESC LIMIT ?");
+            args.push(SqlValue::Integer(limit + 1));
+            let mut messages = {
+                let mut stmt = tx.prepare_cached(&sql)?;
+                let rows = stmt.query_map(params_from_iter(args), |r| {
+                    Ok(HistoryMessage {
+                        seq: col_count(r, 0)?,
+                        role: r.get(1)?,
+                        content: r.get(2)?,
+                        timestamp: col_time(r, 3)?,
+                    })
+                })?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            };
+            let has_more = messages.len() as i64 > limit;
+            messages.truncate(limit as usize);
+            messages.reverse();
+            Ok(HistoryPage { messages, has_more })
+        })
+        .await
     }
 
     /// Up to `limit` (clamped to 1..=1000) conversations, most recently
@@ -487,6 +651,186 @@ mod tests {
         assert_eq!(s.list_conversations(0).await.unwrap().len(), 1);
         assert_eq!(s.list_conversations(2).await.unwrap().len(), 2);
         assert_eq!(s.list_conversations(usize::MAX).await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_chosen_id_is_created_once() {
+        let s = store().await;
+        let c = s
+            .create_conversation_with_id("test-1764650000", Some(" Mine ".into()), json!(null))
+            .await
+            .unwrap();
+        assert_eq!(c.id, "test-1764650000");
+        assert_eq!(c.title, "Mine");
+        assert_eq!(c.metadata, json!({}));
+        assert_eq!(s.get_conversation("test-1764650000").await.unwrap(), c);
+        let err = s
+            .create_conversation_with_id("test-1764650000", None, json!({}))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            StoreError::Conflict {
+                what: "conversation",
+                id: "test-1764650000".into()
+            }
+        );
+        let err = s
+            .create_conversation_with_id("", None, json!({}))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+        // The existing one is untouched.
+        assert_eq!(s.get_conversation("test-1764650000").await.unwrap(), c);
+    }
+
+    #[tokio::test]
+    async fn open_creates_on_first_use_and_continues_after() {
+        let s = store().await;
+        let (c, created) = s.open_conversation("client-chosen").await.unwrap();
+        assert!(created);
+        assert_eq!(c.id, "client-chosen");
+        assert!(c.messages.is_empty());
+        s.append_messages("client-chosen", vec![NewMessage::new("user", "hi")])
+            .await
+            .unwrap();
+        let (again, created) = s.open_conversation("client-chosen").await.unwrap();
+        assert!(!created);
+        assert_eq!(again.messages.len(), 1);
+        assert_eq!(again.title, "hi");
+        assert!(matches!(
+            s.open_conversation("").await.unwrap_err(),
+            StoreError::Invalid(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn racing_first_uses_share_one_conversation_and_lose_nothing() {
+        let s = store().await;
+        let mut handles = Vec::new();
+        for n in 0..16 {
+            let s = s.clone();
+            handles.push(tokio::spawn(async move {
+                let (_, created) = s.open_conversation("raced").await?;
+                s.append_messages("raced", vec![NewMessage::new("user", format!("m{n}"))])
+                    .await?;
+                Ok::<_, StoreError>(created)
+            }));
+        }
+        let mut creators = 0;
+        for h in handles {
+            creators += usize::from(h.await.unwrap().unwrap());
+        }
+        assert_eq!(creators, 1);
+        let got = s.get_conversation("raced").await.unwrap();
+        let mut contents: Vec<_> = got.messages.iter().map(|m| m.content.clone()).collect();
+        contents.sort();
+        let mut want: Vec<_> = (0..16).map(|n| format!("m{n}")).collect();
+        want.sort();
+        assert_eq!(contents, want);
+        assert_eq!(s.count_conversations().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn history_pages_back_through_the_filtered_messages() {
+        let s = store().await;
+        let c = s.create_conversation(None, json!({})).await.unwrap();
+        let roles = ["system", "user", "assistant", "tool"];
+        let msgs: Vec<_> = (0..23)
+            .map(|n| NewMessage::new(roles[n % 4], format!("m{n}")))
+            .collect();
+        s.append_messages(&c.id, msgs).await.unwrap();
+
+        // Everything, newest page first, each page oldest first.
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let page = s
+                .conversation_history(
+                    &c.id,
+                    HistoryQuery {
+                        roles: None,
+                        before,
+                        limit: 5,
+                    },
+                )
+                .await
+                .unwrap();
+            assert!(page.messages.len() <= 5);
+            assert!(page.messages.windows(2).all(|w| w[0].seq < w[1].seq));
+            let mut contents: Vec<_> = page.messages.iter().map(|m| m.content.clone()).collect();
+            contents.extend(seen);
+            seen = contents;
+            if !page.has_more {
+                break;
+            }
+            before = Some(page.messages[0].seq);
+        }
+        let want: Vec<_> = (0..23).map(|n| format!("m{n}")).collect();
+        assert_eq!(seen, want);
+
+        // A role filter applies before the limit.
+        let page = s
+            .conversation_history(
+                &c.id,
+                HistoryQuery {
+                    roles: Some(vec!["user".into(), "assistant".into()]),
+                    before: None,
+                    limit: 3,
+                },
+            )
+            .await
+            .unwrap();
+        let got: Vec<_> = page.messages.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(got, ["m18", "m21", "m22"]);
+        assert!(page.has_more);
+        assert!(page.messages.iter().all(|m| m.role != "system"));
+
+        // An exact fit has nothing more; an empty role set matches nothing.
+        let page = s
+            .conversation_history(
+                &c.id,
+                HistoryQuery {
+                    roles: None,
+                    before: None,
+                    limit: 23,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.messages.len(), 23);
+        assert!(!page.has_more);
+        assert_eq!(page.messages[0].seq, 0);
+        let page = s
+            .conversation_history(
+                &c.id,
+                HistoryQuery {
+                    roles: Some(vec![]),
+                    before: None,
+                    limit: 10,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(page, HistoryPage::default());
+        let page = s
+            .conversation_history(
+                &c.id,
+                HistoryQuery {
+                    roles: None,
+                    before: Some(0),
+                    limit: 10,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(page.messages.is_empty() && !page.has_more);
+
+        let err = s
+            .conversation_history("conv_nope", HistoryQuery::default())
+            .await
+            .unwrap_err();
+        assert!(err.is_not_found());
     }
 
     #[tokio::test]

@@ -35,6 +35,7 @@ use std::{
 
 use rusqlite::Connection;
 
+pub use conversations::{HistoryMessage, HistoryPage, HistoryQuery};
 pub use error::StoreError;
 pub use reviews::{FindingState, NewReview, ReviewRecord, StoredFinding};
 pub use schema::SCHEMA_VERSION;
