@@ -174,6 +174,7 @@ impl Api {
             public_url: settings.public_url.clone(),
             work_root: settings.data_dir.join("work"),
             wake,
+            reviews_in_progress: Default::default(),
         });
         let started = Instant::now();
         let stats = Stats::new();

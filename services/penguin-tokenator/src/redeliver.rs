@@ -6,12 +6,15 @@
 //! the attempts by GUID and asks GitHub to redeliver each GUID that has no
 //! successful attempt.
 //!
-//! - A delivery the receiver refused for good (a 4xx other than 408 and 429:
-//!   a bad signature, a repository not allowed) is not redelivered: the same
-//!   bytes would be refused again.
+//! - A delivery the receiver refused for good (400, 401, 403 or 413: a bad
+//!   signature, a repository not allowed, a body too large) is not
+//!   redelivered: the same bytes would be refused again. Other 4xx (a 404 or
+//!   502 from an Ingress mid-rollout, 408, 429) are redelivered.
 //! - Each GUID is asked for at most `PENGUIN_TOKENATOR_REDELIVER_MAX_ATTEMPTS`
 //!   times, with a backoff that doubles from the interval (capped at an hour).
-//! - A rate limit or GitHub failure ends the sweep; the next one goes on.
+//! - A rate limit, GitHub failure or refused JWT ends the sweep without
+//!   counting against any delivery; the next sweep goes on. Only GitHub's
+//!   refusal of one delivery (404, 422) counts as one of its attempts.
 //! - Memory holds only the GUIDs of the window and those still waiting.
 
 use crate::{config::RedeliverSettings, metrics::Metrics};
@@ -94,7 +97,16 @@ pub struct SweepReport {
 
 /// Whether a failed attempt's status says the receiver will never accept it.
 fn refused_for_good(status_code: u16) -> bool {
-    (400..500).contains(&status_code) && status_code != 408 && status_code != 429
+    matches!(status_code, 400 | 401 | 403 | 413)
+}
+
+/// Whether GitHub refused to redeliver this one delivery (rather than being
+/// unreachable, limited or refusing the App itself).
+fn refused_this_delivery(e: &GitHubError) -> bool {
+    matches!(
+        e,
+        GitHubError::NotFound { .. } | GitHubError::Unprocessable { .. }
+    )
 }
 
 impl Sweeper {
@@ -233,20 +245,21 @@ impl Sweeper {
                     report.requested += 1;
                     tracing::info!(delivery = %guid, attempt_id, "asked GitHub to redeliver");
                 }
-                Err(e @ GitHubError::RateLimited { .. }) => {
-                    // Not asked: it is retried when the limit has passed.
-                    self.metrics
-                        .redelivery("requested", report.requested as u64);
-                    self.finish(now);
-                    return Err(e);
-                }
-                Err(e) => {
+                Err(e) if refused_this_delivery(&e) => {
                     // Counted as asked, so a delivery GitHub will not redeliver
                     // ends after max_attempts instead of looping.
                     self.asked(&guid, now);
                     report.failed += 1;
                     self.metrics.redelivery("failed", 1);
                     tracing::warn!(delivery = %guid, attempt_id, error = %e, "GitHub refused a redelivery");
+                }
+                Err(e) => {
+                    // GitHub is down, limiting or refusing the App: not this
+                    // delivery's fault; the next sweep asks again.
+                    self.metrics
+                        .redelivery("requested", report.requested as u64);
+                    self.finish(now);
+                    return Err(e);
                 }
             }
         }
@@ -391,6 +404,33 @@ mod tests {
             .contains("penguin_tokenator_redeliveries_total{result=\"gave_up\"} 1"));
         // Still counted as failed (given up is not delivered).
         assert!(s.oldest_failed_age(later) >= 30.0);
+    }
+
+    #[test]
+    fn only_refusals_of_the_delivery_count_and_ingress_404s_are_redelivered() {
+        assert!(refused_this_delivery(&GitHubError::NotFound {
+            message: "Not Found".into(),
+            hint: String::new()
+        }));
+        for outage in [
+            GitHubError::Transport("reset".into()),
+            GitHubError::Server {
+                status: 502,
+                message: "bad gateway".into(),
+            },
+            GitHubError::Unauthorized {
+                message: "bad JWT".into(),
+                hint: String::new(),
+            },
+        ] {
+            assert!(!refused_this_delivery(&outage), "{outage}");
+        }
+        for code in [404, 405, 408, 429, 500, 502, 0] {
+            assert!(!refused_for_good(code), "{code}");
+        }
+        for code in [400, 401, 403, 413] {
+            assert!(refused_for_good(code), "{code}");
+        }
     }
 
     #[test]

@@ -15,8 +15,9 @@ use penguin_agent::{RunnerFactory, SecurityPolicy};
 use penguin_api_store::Store;
 use penguin_llm::{ChatMessage, ChatModel, ChatRequest, Role, Usage};
 use std::{
+    collections::HashMap,
     path::PathBuf,
-    sync::{Arc, Mutex, RwLock},
+    sync::{Arc, Mutex, RwLock, Weak},
 };
 use tokio::sync::Notify;
 
@@ -83,6 +84,32 @@ impl ModelAccess {
     }
 }
 
+/// Locks by key (a pull request), made when first wanted and forgotten when
+/// nobody holds or waits for them.
+#[derive(Default)]
+pub struct KeyedLocks {
+    locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl KeyedLocks {
+    /// Waits for `key`'s lock; held until the guard is dropped.
+    pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            locks.retain(|_, weak| weak.strong_count() > 0);
+            match locks.get(key).and_then(Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    let lock = Arc::new(tokio::sync::Mutex::new(()));
+                    locks.insert(key.to_string(), Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
+    }
+}
+
 /// Today's date (UTC), the budget's day.
 fn today() -> String {
     chrono::Utc::now().format("%Y-%m-%d").to_string()
@@ -116,6 +143,8 @@ pub struct BotContext {
     pub work_root: PathBuf,
     /// Wakes the worker when a delivery was stored.
     pub wake: Arc<Notify>,
+    /// One review of a pull request at a time.
+    pub reviews_in_progress: KeyedLocks,
 }
 
 impl BotContext {
@@ -153,5 +182,33 @@ impl BotContext {
             "{}/api/v1/tasks/{task_id}",
             self.public_url.trim_end_matches('/')
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_key_is_locked_once_and_other_keys_are_free() {
+        let locks = Arc::new(KeyedLocks::default());
+        let held = locks.lock("o/r#1").await;
+        // Another key does not wait.
+        let _other = tokio::time::timeout(Duration::from_secs(1), locks.lock("o/r#2"))
+            .await
+            .expect("another key is free");
+        // The same key waits until the first guard goes.
+        let waiting = {
+            let locks = locks.clone();
+            tokio::spawn(async move { locks.lock("o/r#1").await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished());
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("released")
+            .unwrap();
     }
 }

@@ -37,7 +37,7 @@ pub mod worker;
 
 pub use command::Command;
 pub use config::{ConfigError, ConfigWatcher, RepoConfig, ServerConfig};
-pub use context::{BotContext, ModelAccess, UsageSink};
+pub use context::{BotContext, KeyedLocks, ModelAccess, UsageSink};
 pub use error::{BotError, BotResult};
 pub use gate::{Actor, Decision, Target};
 pub use limits::CommandLimiter;

@@ -91,6 +91,9 @@ pub struct NewReview {
     pub model: String,
     /// Tokens used.
     pub tokens: u64,
+    /// Whether every file in range was reviewed; an incomplete review is
+    /// not where the next one starts.
+    pub complete: bool,
     /// Findings posted (stored open; an existing fingerprint is reopened).
     pub findings: Vec<StoredFinding>,
 }
@@ -103,8 +106,9 @@ impl Store {
             let at = fmt_time(now());
             tx.execute(
                 "INSERT INTO reviews
-                   (repository, number, head_sha, from_sha, review_id, model, tokens, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                   (repository, number, head_sha, from_sha, review_id, model, tokens, created_at,
+                    complete)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     review.repository,
                     review.number as i64,
@@ -114,6 +118,7 @@ impl Store {
                     review.model,
                     review.tokens as i64,
                     at,
+                    review.complete,
                 ],
             )?;
             for f in &review.findings {
@@ -149,7 +154,7 @@ impl Store {
         .await
     }
 
-    /// The latest review of pull request `number`, if any.
+    /// The latest complete review of pull request `number`, if any.
     pub async fn last_review(
         &self,
         repository: &str,
@@ -161,7 +166,7 @@ impl Store {
                 .query_row(
                     "SELECT repository, number, head_sha, from_sha, review_id, model, tokens,
                             created_at
-                     FROM reviews WHERE repository = ?1 AND number = ?2
+                     FROM reviews WHERE repository = ?1 AND number = ?2 AND complete = 1
                      ORDER BY id DESC LIMIT 1",
                     params![repository, number as i64],
                     |r| {
@@ -311,6 +316,7 @@ mod tests {
             review_id: Some(7),
             model: "m".into(),
             tokens: 120,
+            complete: true,
             findings,
         };
         store
@@ -321,6 +327,10 @@ mod tests {
             .await
             .unwrap();
         store.record_review(review("h2", vec![])).await.unwrap();
+        // An incomplete review is not where the next one starts.
+        let mut partial = review("h9", vec![]);
+        partial.complete = false;
+        store.record_review(partial).await.unwrap();
         let last = store.last_review("o/r", 1).await.unwrap().unwrap();
         assert_eq!((last.head_sha.as_str(), last.tokens), ("h2", 120));
         assert_eq!(store.last_review("o/r", 2).await.unwrap(), None);
@@ -380,6 +390,7 @@ mod tests {
                     review_id: None,
                     model: "m".into(),
                     tokens: 1,
+                    complete: true,
                     findings: vec![finding("f", None)],
                 })
                 .await

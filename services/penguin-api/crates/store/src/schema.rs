@@ -135,6 +135,7 @@ const MIGRATIONS: &[&str] = &[
         review_id   INTEGER,
         model       TEXT NOT NULL,
         tokens      INTEGER NOT NULL,
+        complete    INTEGER NOT NULL DEFAULT 1,
         created_at  TEXT NOT NULL
     );
     CREATE INDEX reviews_pull ON reviews (repository, number, id);

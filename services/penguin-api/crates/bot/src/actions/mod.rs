@@ -97,8 +97,9 @@ async fn run(
                 Command::FixTests | Command::Fix(_) => {
                     fix::run(ctx, config, m, &command, target, true).await?
                 }
-                // Held back by the daily token budget only: no hooks to skip.
-                other => Box::pin(run(ctx, config, m, other, target)).await?,
+                // Held back by the daily token budget: it runs as if asked
+                // now, `review` between its hooks.
+                other => Box::pin(perform(ctx, config, m, other, target)).await?,
             };
             Ok(format!(
                 "Approved by @{}; ran `{}` requested by @{}.\n\n{report}",

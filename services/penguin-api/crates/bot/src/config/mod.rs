@@ -466,6 +466,9 @@ pub struct ReviewConfig {
     pub ignore: Vec<String>,
     /// Glob → extra instructions for the files it matches.
     pub path_instructions: BTreeMap<String, String>,
+    /// The repository's own `path_instructions` (its `.penguin/config.yml`):
+    /// kept apart, as the repository's text reaches the model fenced as data.
+    pub repo_path_instructions: BTreeMap<String, String>,
 }
 
 impl Default for ReviewConfig {
@@ -478,6 +481,7 @@ impl Default for ReviewConfig {
             request_changes_on: Vec::new(),
             ignore: Vec::new(),
             path_instructions: BTreeMap::new(),
+            repo_path_instructions: BTreeMap::new(),
         }
     }
 }
@@ -750,16 +754,9 @@ impl ServerConfig {
                 review.ignore.push(glob.clone());
             }
         }
-        for (glob, text) in &repo.review_path_instructions {
-            review
-                .path_instructions
-                .entry(glob.clone())
-                .and_modify(|t| {
-                    t.push('\n');
-                    t.push_str(text);
-                })
-                .or_insert_with(|| text.clone());
-        }
+        review
+            .repo_path_instructions
+            .extend(repo.review_path_instructions.clone());
         out
     }
 }
@@ -1306,8 +1303,8 @@ pub struct RepoConfig {
     pub label_map: RepoLabelMap,
     /// `github.review.ignore`: added to the server's.
     pub review_ignore: Vec<String>,
-    /// `github.review.path_instructions`: added to the server's (a glob
-    /// both name keeps both instructions).
+    /// `github.review.path_instructions`: added beside the server's (and
+    /// shown to the model as the repository's text, fenced).
     pub review_path_instructions: BTreeMap<String, String>,
 }
 

@@ -863,11 +863,11 @@ fn repo_review_settings_only_add() {
     .unwrap();
     let review = server.narrowed_by(&repo).github.review;
     assert_eq!(review.ignore, ["**/*.lock", "gen/**"]);
-    assert_eq!(
-        review.path_instructions["src/**"],
-        "Be strict.\nCheck errors."
-    );
-    assert_eq!(review.path_instructions["docs/**"], "Spelling.");
+    // The server's instructions stay the server's; the repository's are kept apart.
+    assert_eq!(review.path_instructions.len(), 1);
+    assert_eq!(review.path_instructions["src/**"], "Be strict.");
+    assert_eq!(review.repo_path_instructions["src/**"], "Check errors.");
+    assert_eq!(review.repo_path_instructions["docs/**"], "Spelling.");
     // Nothing else of `review` can be set by a repository.
     for text in [
         "github:\n  review:\n    max_files: 500\n",

@@ -162,6 +162,17 @@ impl RepoClient {
         event: Option<&str>,
         comments: &[Value],
     ) -> BotResult<u64> {
+        // Comment bodies are the model's words: redacted like everything written.
+        let comments: Vec<Value> = comments
+            .iter()
+            .map(|c| {
+                let mut c = c.clone();
+                if let Some(text) = c["body"].as_str() {
+                    c["body"] = json!(scrub(text));
+                }
+                c
+            })
+            .collect();
         let mut review = json!({
             "commit_id": commit_id,
             "body": scrub(body),

@@ -144,12 +144,6 @@ fn badge(severity: Severity) -> &'static str {
     }
 }
 
-/// A code fence longer than any backtick run in `text`.
-fn fence_for(text: &str) -> String {
-    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
-    "`".repeat(longest.max(2) + 1)
-}
-
 /// The inline comment for `finding`; a suggestion becomes a ```` ```suggestion ````
 /// block (only on the new side, where GitHub can commit it).
 pub fn comment_body(finding: &Finding, right_side: bool) -> String {
@@ -160,7 +154,7 @@ pub fn comment_body(finding: &Finding, right_side: bool) -> String {
         finding.body.trim()
     );
     if let (Some(suggestion), true) = (&finding.suggestion, right_side) {
-        let fence = fence_for(suggestion);
+        let fence = crate::actions::fix_loop::fence_ticks(suggestion);
         let text = suggestion.strip_suffix('\n').unwrap_or(suggestion);
         out.push_str(&format!("\n\n{fence}suggestion\n{text}\n{fence}"));
     }

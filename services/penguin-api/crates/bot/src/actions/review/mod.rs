@@ -52,6 +52,11 @@ pub const GUIDELINE_FILES: [&str; 2] = [".penguin/review.md", "AGENTS.md"];
 const MAX_GUIDELINES: usize = 8 * 1024;
 /// One chunk's time limit.
 const CHUNK_TIME_LIMIT: Duration = Duration::from_secs(600);
+/// GitHub's compare lists at most this many files: more, and the range is
+/// reviewed in full rather than partly.
+const COMPARE_FILE_LIMIT: usize = 300;
+/// Files larger than this are not read to anchor findings.
+const MAX_ANCHOR_FILE: u64 = 2 * 1024 * 1024;
 
 const FINISH: &str = "Submit the review: every finding on the diff's lines (an empty list when \
                       there is none), then the run ends.";
@@ -77,6 +82,12 @@ pub async fn review(
     full: bool,
 ) -> BotResult<String> {
     let client = target.client;
+    // One review of a pull request at a time (a command and an automatic
+    // review may race): each starts from what the previous one recorded.
+    let _turn = ctx
+        .reviews_in_progress
+        .lock(&format!("{}#{}", m.repository, m.number))
+        .await;
     let pull = client.pull_info(m.number).await?;
     let head = target.head_sha.unwrap_or(&pull.head.sha).to_string();
     let last = ctx.store.last_review(&m.repository, m.number).await?;
@@ -90,9 +101,15 @@ pub async fn review(
             ));
         }
         Some(last) => match client.compare(&last.head_sha, &head).await? {
-            Some(c) if c.status == "ahead" => Range::Since {
+            Some(c) if c.status == "ahead" && c.files.len() < COMPARE_FILE_LIMIT => Range::Since {
                 from: last.head_sha,
                 files: c.files,
+            },
+            Some(c) if c.status == "ahead" => Range::Full {
+                why: Some(format!(
+                    "More than {COMPARE_FILE_LIMIT} files changed since `{}`, so everything was reviewed again.",
+                    short(&last.head_sha)
+                )),
             },
             Some(c) if c.status == "identical" => {
                 return Ok(format!(
@@ -155,7 +172,13 @@ async fn review_in(
                 short(head)
             ),
             Some(from.as_str()),
-            files.clone(),
+            // Only the pull request's own changes: a merge of the base into
+            // the branch brings others' changes into the comparison.
+            files
+                .iter()
+                .filter(|f| pr_files.iter().any(|p| p.filename == f.filename))
+                .cloned()
+                .collect(),
         ),
     };
     let scope = scope::select(files, settings);
@@ -355,6 +378,8 @@ async fn review_in(
             number: m.number,
             head_sha: head.to_string(),
             from_sha: since.map(str::to_string),
+            // A chunk the model did not answer is reviewed again next time.
+            complete: unread.is_empty(),
             review_id: Some(posted.review_id),
             model: model_name.clone(),
             tokens: usage.total_tokens.into(),
@@ -502,6 +527,9 @@ fn place(
             all.get(range)
                 .map(|l| l.iter().map(|s| s.to_string()).collect::<Vec<_>>())
         }),
+        // The old side of a comparison is not the pull request's base:
+        // its line numbers cannot be looked up in the pull request's diff.
+        Side::Left if incremental => None,
         Side::Left => patch.and_then(|p| p.old_text(start, end)),
     };
     let inline = lines.is_some()
@@ -533,17 +561,20 @@ fn head_lines(work: &Path, path: &str) -> Option<String> {
     }
     let root = work.canonicalize().ok()?;
     let file = work.join(path).canonicalize().ok()?;
-    if !file.starts_with(&root) || !file.is_file() {
+    let meta = file.metadata().ok()?;
+    if !file.starts_with(&root) || !meta.is_file() || meta.len() > MAX_ANCHOR_FILE {
         return None;
     }
     std::fs::read_to_string(file).ok()
 }
 
-/// Whether the code `finding` was anchored to changed or disappeared.
+/// Whether the code `finding` was anchored to changed or disappeared: the
+/// file is gone, or its text no longer holds the anchored lines. A file
+/// that is there but cannot be read as text says nothing either way.
 fn gone(work: &Path, finding: &StoredFinding) -> bool {
     match head_lines(work, &finding.path) {
-        None => true,
         Some(text) => !findings::still_present(&finding.anchor, &text),
+        None => std::fs::symlink_metadata(work.join(&finding.path)).is_err(),
     }
 }
 
@@ -552,15 +583,7 @@ fn gone(work: &Path, finding: &StoredFinding) -> bool {
 async fn guidelines(client: &RepoClient, base_sha: &str) -> BotResult<Option<(String, String)>> {
     for path in GUIDELINE_FILES {
         if let Some(text) = client.file_text(path, base_sha).await? {
-            let mut text = strip_hidden(&text);
-            if text.len() > MAX_GUIDELINES {
-                let mut cut = MAX_GUIDELINES;
-                while !text.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                text.truncate(cut);
-                text.push_str("\n[cut]");
-            }
+            let text = crate::feedback::truncate(&strip_hidden(&text), MAX_GUIDELINES);
             return Ok(Some((path.to_string(), text)));
         }
     }
@@ -602,17 +625,31 @@ fn prompt(
         "The pull request's title and description",
         &super::answer::subject(m),
     ));
+    // What the repository says (its guidelines, on a base branch anyone who
+    // can push may have written, and its own path instructions) is fenced:
+    // hints about what matters there, never rules that change these.
+    let mut repo_notes = String::new();
     if let Some((path, text)) = guidelines {
-        out.push_str(&format!(
-            "\n\nThe repository's review guidelines ({path} on the base branch, kept by its maintainers):\n{text}\n"
+        repo_notes.push_str(&format!("{path}:\n{text}\n"));
+    }
+    let notes = |map: &std::collections::BTreeMap<String, String>| {
+        let mut notes = String::new();
+        for f in chunk {
+            for text in scope::instructions_for(&f.file.filename, map) {
+                notes.push_str(&format!("- {}: {text}\n", one_line(&f.file.filename)));
+            }
+        }
+        notes
+    };
+    repo_notes.push_str(&notes(&settings.repo_path_instructions));
+    if !repo_notes.is_empty() {
+        out.push_str("\n\n");
+        out.push_str(&fence(
+            "The repository's review guidelines (from its base commit and default branch; hints about what matters there)",
+            &repo_notes,
         ));
     }
-    let mut path_notes = String::new();
-    for f in chunk {
-        for text in scope::instructions_for(&f.file.filename, &settings.path_instructions) {
-            path_notes.push_str(&format!("- {}: {text}\n", f.file.filename));
-        }
-    }
+    let path_notes = notes(&settings.path_instructions);
     if !path_notes.is_empty() {
         out.push_str(&format!(
             "\n\nInstructions from the server's configuration for these files:\n{path_notes}"
@@ -650,7 +687,15 @@ fn add(total: &mut Usage, usage: Usage) {
 
 /// The first 7 characters of a commit id.
 fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(7)]
+    sha.get(..7).unwrap_or(sha)
+}
+
+/// A file name on one line, control characters shown as `?` (names come
+/// from the pull request and may hold newlines).
+fn one_line(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 #[cfg(test)]

@@ -3,8 +3,11 @@
 //! each comment is tried alone as a pending review (deleted right after),
 //! and those GitHub refuses move into the review's body.
 
-use crate::{github_api::RepoClient, BotError, BotResult};
+use crate::{feedback::truncate, github_api::RepoClient, BotError, BotResult};
 use serde_json::{json, Value};
+
+/// GitHub refuses review bodies over 65,536 characters.
+const MAX_BODY: usize = 60_000;
 
 /// An inline comment to post, and how to list it in the body instead.
 pub struct Inline {
@@ -47,6 +50,35 @@ fn refused(e: &BotError) -> bool {
     matches!(e, BotError::GitHub(g) if g.status() == Some(422))
 }
 
+/// Posts a submitted review; `REQUEST_CHANGES` becomes `COMMENT` when GitHub
+/// refuses it (the App's own pull request). The event used and the id.
+async fn submit(
+    client: &RepoClient,
+    number: u64,
+    commit_id: &str,
+    event: &'static str,
+    body: &str,
+    comments: &[Value],
+) -> BotResult<(&'static str, u64)> {
+    let body = truncate(body, MAX_BODY);
+    match client
+        .create_review(number, commit_id, &body, Some(event), comments)
+        .await
+    {
+        Err(e)
+            if event == "REQUEST_CHANGES"
+                && refused(&e)
+                && e.to_string().contains("request changes") =>
+        {
+            let id = client
+                .create_review(number, commit_id, &body, Some("COMMENT"), comments)
+                .await?;
+            Ok(("COMMENT", id))
+        }
+        other => other.map(|id| (event, id)),
+    }
+}
+
 /// Posts the review: `body(moved)` is the body given the fallback lines of
 /// comments that could not be placed.
 pub async fn post(
@@ -57,7 +89,6 @@ pub async fn post(
     comments: &[Inline],
     body: impl Fn(&[&str]) -> String,
 ) -> BotResult<Posted> {
-    let all: Vec<usize> = (0..comments.len()).collect();
     let values = |keep: &[usize]| -> Vec<Value> {
         keep.iter().map(|i| comments[*i].comment.clone()).collect()
     };
@@ -67,21 +98,9 @@ pub async fn post(
             .map(|i| comments[i].fallback.as_str())
             .collect()
     };
-    let mut event = event;
-    let mut first = client
-        .create_review(number, commit_id, &body(&[]), Some(event), &values(&all))
-        .await;
-    // Requesting changes is refused on the App's own pull request.
-    if event == "REQUEST_CHANGES"
-        && matches!(&first, Err(e) if refused(e) && e.to_string().contains("request changes"))
-    {
-        event = "COMMENT";
-        first = client
-            .create_review(number, commit_id, &body(&[]), Some(event), &values(&all))
-            .await;
-    }
-    match first {
-        Ok(review_id) => {
+    let all: Vec<usize> = (0..comments.len()).collect();
+    match submit(client, number, commit_id, event, &body(&[]), &values(&all)).await {
+        Ok((event, review_id)) => {
             return Ok(Posted {
                 review_id,
                 inline: all,
@@ -89,13 +108,13 @@ pub async fn post(
             })
         }
         Err(e) if refused(&e) && !comments.is_empty() => {
-            tracing::info!(error = %e, "GitHub refused the review's comments; checking each");
+            tracing::info!(error = %e.redacted(), "GitHub refused the review's comments; checking each");
         }
         Err(e) => return Err(e),
     }
     let mut keep = Vec::new();
     for (i, inline) in comments.iter().enumerate() {
-        match client
+        let probe = client
             .create_review(
                 number,
                 commit_id,
@@ -103,25 +122,29 @@ pub async fn post(
                 None,
                 std::slice::from_ref(&inline.comment),
             )
-            .await
-        {
+            .await;
+        match probe {
             Ok(pending) => {
                 keep.push(i);
-                client.delete_pending_review(number, pending).await?;
+                // A pending review left behind would make GitHub refuse the
+                // next probe ("one pending review per pull request").
+                if let Err(e) = client.delete_pending_review(number, pending).await {
+                    tracing::warn!(error = %e.redacted(), "could not delete a pending review");
+                }
             }
             Err(e) if refused(&e) => {}
             Err(e) => return Err(e),
         }
     }
-    let review_id = client
-        .create_review(
-            number,
-            commit_id,
-            &body(&moved(&keep)),
-            Some(event),
-            &values(&keep),
-        )
-        .await?;
+    let (event, review_id) = submit(
+        client,
+        number,
+        commit_id,
+        event,
+        &body(&moved(&keep)),
+        &values(&keep),
+    )
+    .await?;
     Ok(Posted {
         review_id,
         inline: keep,
