@@ -20,7 +20,6 @@ use crate::objects::timestamp;
 use crate::rest::{not_one_of, query_param};
 use crate::state::Shared;
 use crate::webhook::Job;
-use crate::RecordedCall;
 
 /// How old a delivery may be and still be redelivered.
 const REDELIVERY_WINDOW_DAYS: i64 = 3;
@@ -130,20 +129,8 @@ pub(crate) async fn handle(State(shared): AppState, req: Request) -> Response {
     let query = req.uri().query().map(str::to_string);
     let headers = req.headers().clone();
     let bytes = axum::body::to_bytes(req.into_body(), 1 << 20).await.ok();
-    let body = match bytes.as_deref() {
-        None | Some([]) => Value::Null,
-        Some(b) => serde_json::from_slice(b)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(b).into_owned())),
-    };
-    let index = shared.with(|s| {
-        s.store.calls.push(RecordedCall {
-            method: method.as_str().to_string(),
-            path: path.clone(),
-            body,
-            status: 499,
-        });
-        s.store.calls.len() - 1
-    });
+    let (body, _) = crate::rest::parse_body(bytes.as_ref());
+    let index = shared.with(|s| s.store.record_call(method.as_str(), &path, body));
     let resp = match identify(&shared, &headers, Accept::Jwt) {
         Ok(Some(identified)) => match charge(&shared, identified, true) {
             Ok(authed) => {
@@ -167,12 +154,7 @@ pub(crate) async fn handle(State(shared): AppState, req: Request) -> Response {
         Ok(None) => ApiError::bad_credentials().into_response(),
         Err(e) => e.into_response(),
     };
-    let status = resp.status().as_u16();
-    shared.with(|s| {
-        if let Some(c) = s.store.calls.get_mut(index) {
-            c.status = status;
-        }
-    });
+    shared.with(|s| s.store.answered(index, resp.status().as_u16()));
     resp
 }
 

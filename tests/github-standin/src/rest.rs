@@ -37,7 +37,6 @@ use crate::state::{RepoInfo, Shared, TokenRecord};
 use crate::store::{
     fnv, pseudo_sha, CheckRunRec, CommentRec, IssueRec, OutputRec, PullRec, ReactionRec, RepoData,
 };
-use crate::RecordedCall;
 
 /// Longest comment or review body GitHub accepts.
 const MAX_BODY_CHARS: usize = 65_536;
@@ -235,7 +234,7 @@ fn parse(method: &Method, path: &str) -> Option<Route> {
 }
 
 /// A request body: parsed JSON (`Null` when empty), or the raw text when it is not JSON.
-fn parse_body(bytes: Option<&Bytes>) -> (Value, bool) {
+pub(crate) fn parse_body(bytes: Option<&Bytes>) -> (Value, bool) {
     let Some(bytes) = bytes else {
         return (Value::Null, false);
     };
@@ -282,15 +281,7 @@ pub(crate) async fn handle(State(shared): AppState, req: Request) -> Response {
         .await
         .ok();
     let (body, body_ok) = parse_body(bytes.as_ref());
-    let index = shared.with(|s| {
-        s.store.calls.push(RecordedCall {
-            method: method.as_str().to_string(),
-            path: path.clone(),
-            body: body.clone(),
-            status: 499,
-        });
-        s.store.calls.len() - 1
-    });
+    let index = shared.with(|s| s.store.record_call(method.as_str(), &path, body.clone()));
     let call = Call {
         shared: &shared,
         base: base_url(&headers),
@@ -312,12 +303,7 @@ pub(crate) async fn handle(State(shared): AppState, req: Request) -> Response {
         Ok(None) => ApiError::not_found().into_response(),
         Err(e) => e.into_response(),
     };
-    let status = resp.status().as_u16();
-    shared.with(|s| {
-        if let Some(c) = s.store.calls.get_mut(index) {
-            c.status = status;
-        }
-    });
+    shared.with(|s| s.store.answered(index, resp.status().as_u16()));
     resp
 }
 

@@ -216,6 +216,24 @@ pub(crate) struct Store {
 }
 
 impl Store {
+    /// Logs a call as still unanswered (499); its index, for [`Store::answered`].
+    pub fn record_call(&mut self, method: &str, path: &str, body: serde_json::Value) -> usize {
+        self.calls.push(crate::RecordedCall {
+            method: method.to_string(),
+            path: path.to_string(),
+            body,
+            status: 499,
+        });
+        self.calls.len() - 1
+    }
+
+    /// Sets the status logged call `index` was answered with.
+    pub fn answered(&mut self, index: usize, status: u16) {
+        if let Some(call) = self.calls.get_mut(index) {
+            call.status = status;
+        }
+    }
+
     /// A fresh object ID (unique across object kinds).
     pub fn next_id(&mut self) -> u64 {
         if self.next_id == 0 {

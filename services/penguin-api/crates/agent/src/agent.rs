@@ -219,15 +219,7 @@ async fn agent_loop(
             }
         };
         if let Some(usage) = response.usage {
-            state.usage.prompt_tokens = state
-                .usage
-                .prompt_tokens
-                .saturating_add(usage.prompt_tokens);
-            state.usage.completion_tokens = state
-                .usage
-                .completion_tokens
-                .saturating_add(usage.completion_tokens);
-            state.usage.total_tokens = state.usage.total_tokens.saturating_add(usage.total_tokens);
+            state.usage.add(usage);
         }
         let message = response.message;
         if !message.content.trim().is_empty() {

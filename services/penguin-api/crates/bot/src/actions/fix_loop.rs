@@ -253,9 +253,7 @@ pub async fn repair(
         ctx.model.record_usage(Some(outcome.usage));
         ctx.charge(brief.repository, outcome.usage.total_tokens.into())
             .await;
-        rounds.usage.prompt_tokens += outcome.usage.prompt_tokens;
-        rounds.usage.completion_tokens += outcome.usage.completion_tokens;
-        rounds.usage.total_tokens += outcome.usage.total_tokens;
+        rounds.usage.add(outcome.usage);
         if !outcome.response.trim().is_empty() {
             rounds.summary = Some(outcome.response.clone());
         }

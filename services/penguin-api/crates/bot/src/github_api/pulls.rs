@@ -7,8 +7,9 @@ use crate::{BotError, BotResult};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// GitHub lists at most this many files of a pull request.
-const MAX_FILES: usize = 3000;
+/// GitHub lists at most this many files of a pull request; other lists are
+/// read no further either.
+const MAX_ITEMS: usize = 3000;
 
 /// One changed file, as `GET /pulls/{n}/files` and compare list them.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -86,29 +87,38 @@ impl RepoClient {
         .await
     }
 
-    /// Every changed file of pull request `number` (GitHub lists 3000 at most).
-    pub async fn pull_files(&self, number: u64) -> BotResult<Vec<ChangedFile>> {
-        let (owner, repo) = (self.owner.as_str(), self.repo.as_str());
-        let mut files = Vec::new();
+    /// Every item of a list `path` (without query), 100 per page, up to
+    /// [`MAX_ITEMS`].
+    async fn list_all<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &'static str,
+        path: &str,
+    ) -> BotResult<Vec<T>> {
+        let mut all = Vec::new();
         for page in 1.. {
-            let batch: Vec<ChangedFile> = self
-                .call("pull request files", |crab| async move {
-                    crab.get(
-                        format!(
-                            "/repos/{owner}/{repo}/pulls/{number}/files?per_page=100&page={page}"
-                        ),
-                        None::<&()>,
-                    )
-                    .await
+            let batch: Vec<T> = self
+                .call(what, |crab| async move {
+                    crab.get(format!("{path}?per_page=100&page={page}"), None::<&()>)
+                        .await
                 })
                 .await?;
             let last = batch.len() < 100;
-            files.extend(batch);
-            if last || files.len() >= MAX_FILES {
+            all.extend(batch);
+            if last || all.len() >= MAX_ITEMS {
                 break;
             }
         }
-        Ok(files)
+        Ok(all)
+    }
+
+    /// Every changed file of pull request `number` (GitHub lists 3000 at most).
+    pub async fn pull_files(&self, number: u64) -> BotResult<Vec<ChangedFile>> {
+        let (owner, repo) = (&self.owner, &self.repo);
+        self.list_all(
+            "pull request files",
+            &format!("/repos/{owner}/{repo}/pulls/{number}/files"),
+        )
+        .await
     }
 
     /// What changed from `base` to `head`; `None` when GitHub knows no such
@@ -217,27 +227,12 @@ impl RepoClient {
         number: u64,
         review_id: u64,
     ) -> BotResult<Vec<ReviewComment>> {
-        let (owner, repo) = (self.owner.as_str(), self.repo.as_str());
-        let mut all = Vec::new();
-        for page in 1..=30 {
-            let batch: Vec<ReviewComment> = self
-                .call("review comments", |crab| async move {
-                    crab.get(
-                        format!(
-                            "/repos/{owner}/{repo}/pulls/{number}/reviews/{review_id}/comments?per_page=100&page={page}"
-                        ),
-                        None::<&()>,
-                    )
-                    .await
-                })
-                .await?;
-            let last = batch.len() < 100;
-            all.extend(batch);
-            if last {
-                break;
-            }
-        }
-        Ok(all)
+        let (owner, repo) = (&self.owner, &self.repo);
+        self.list_all(
+            "review comments",
+            &format!("/repos/{owner}/{repo}/pulls/{number}/reviews/{review_id}/comments"),
+        )
+        .await
     }
 
     /// Replies `body` in the thread of review comment `comment_id`.

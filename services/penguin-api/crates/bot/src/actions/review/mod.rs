@@ -217,7 +217,7 @@ async fn review_in(
         let (_keep, cancel) = tokio::sync::watch::channel(false);
         let outcome = run_agent(model.as_ref(), &tools, spec, events, cancel).await;
         ctx.model.record_usage(Some(outcome.usage));
-        add(&mut usage, outcome.usage);
+        usage.add(outcome.usage);
         let paths: HashSet<&str> = chunk.iter().map(|f| f.file.filename.as_str()).collect();
         match outcome.status {
             OutcomeStatus::Completed => match findings::parse_submission(&outcome.response) {
@@ -675,14 +675,6 @@ fn prompt(
     out.push_str("\n\n");
     out.push_str(&fence(&label, &diff));
     out
-}
-
-fn add(total: &mut Usage, usage: Usage) {
-    total.prompt_tokens = total.prompt_tokens.saturating_add(usage.prompt_tokens);
-    total.completion_tokens = total
-        .completion_tokens
-        .saturating_add(usage.completion_tokens);
-    total.total_tokens = total.total_tokens.saturating_add(usage.total_tokens);
 }
 
 /// The first 7 characters of a commit id.
